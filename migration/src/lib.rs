@@ -1,0 +1,21 @@
+//! Database migrations for phone-auth. The server applies pending migrations at start;
+//! `cargo run -p migration -- <command>` is the usual sea-orm-migration CLI.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_create_users;
+mod m20261122_000002_create_otp_codes;
+mod m20261122_000003_create_refresh_tokens;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261122_000001_create_users::Migration),
+            Box::new(m20261122_000002_create_otp_codes::Migration),
+            Box::new(m20261122_000003_create_refresh_tokens::Migration),
+        ]
+    }
+}

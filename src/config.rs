@@ -1,0 +1,340 @@
+//! Typed configuration, read once at start from the environment (and `.env`, loaded by `main`).
+//! Library code never reads the environment itself: `Config::from_lookup` takes the lookup
+//! function, so tests build configurations without touching process state.
+
+use std::{collections::BTreeSet, fmt, net::SocketAddr, str::FromStr, time::Duration};
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::domain::phone::{Phone, Region};
+
+/// Secrets shorter than this are refused in production (RFC 8725 §3.5: full-entropy HMAC keys).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Well-known placeholder secrets that must never reach production.
+const DEFAULT_SECRETS: &[&str] = &[
+    "change-me",
+    "changeme",
+    "secret",
+    "dev-secret-change-me-dev-secret-change-me",
+    "please-change-this-secret-to-32-or-more-bytes",
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Production,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmsProviderKind {
+    Console,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name}: {message}")]
+    Invalid { name: &'static str, message: String },
+    #[error("refusing to start in production: {0}")]
+    Unsafe(String),
+}
+
+/// Every rate limit; `0` turns one off.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub phone_codes_per_hour: u32,
+    pub phone_codes_per_day: u32,
+    pub phone_failures_per_day: u32,
+    pub phone_failures_per_month: u32,
+    pub ip_codes_per_hour: u32,
+    pub ip_codes_per_day: u32,
+    pub ip_verify_per_hour: u32,
+    pub sms_global_per_minute: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct GraphqlLimits {
+    pub max_depth: usize,
+    pub max_complexity: usize,
+    pub max_batch: usize,
+    pub introspection: bool,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub app_env: AppEnv,
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub listen_addr: SocketAddr,
+    pub jwt_secret: SecretString,
+    /// True when no `JWT_SECRET` was given and a random one was made (development only).
+    pub jwt_secret_generated: bool,
+    pub otp_expose: bool,
+    pub otp_length: usize,
+    pub otp_ttl: Duration,
+    pub otp_max_attempts: u32,
+    pub otp_resend_cooldown: Duration,
+    pub sms_provider: SmsProviderKind,
+    pub sms_delay: Duration,
+    pub default_region: Region,
+    pub admin_phones: BTreeSet<String>,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub limits: Limits,
+    pub sms_allowed_regions: BTreeSet<String>,
+    pub trust_proxy_headers: bool,
+    /// `None`: the environment's default (development: any origin; production: none).
+    pub cors_allowed_origins: Option<Vec<String>>,
+    pub graphql: GraphqlLimits,
+}
+
+impl fmt::Debug for Config {
+    // Hand-written so the secret can never be printed by accident.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("app_env", &self.app_env)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("listen_addr", &self.listen_addr)
+            .field("jwt_secret", &"[redacted]")
+            .field("otp_expose", &self.otp_expose)
+            .field("otp_length", &self.otp_length)
+            .field("sms_provider", &self.sms_provider)
+            .field("default_region", &self.default_region)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `postgres://user:password@host/db` → `postgres://user:***@host/db`, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+struct Reader<F> {
+    lookup: F,
+}
+
+impl<F: Fn(&str) -> Option<String>> Reader<F> {
+    fn raw(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    fn parse<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        match self.raw(name) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|e: T::Err| ConfigError::Invalid {
+                name,
+                message: format!("cannot parse {v:?}: {e}"),
+            }),
+        }
+    }
+
+    fn bool(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.raw(name).map(|v| v.to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) => match v.as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => Err(ConfigError::Invalid { name, message: format!("expected true or false, got {v:?}") }),
+            },
+        }
+    }
+
+    fn seconds(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        let secs: u64 = self.parse(name, default)?;
+        if secs == 0 {
+            return Err(ConfigError::Invalid { name, message: "must be at least 1 second".into() });
+        }
+        Ok(Duration::from_secs(secs))
+    }
+
+    fn list(&self, name: &str) -> Vec<String> {
+        self.raw(name)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Config {
+    /// Reads the process environment (`.env` must already be loaded by the caller).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let r = Reader { lookup };
+        let app_env = match r.raw("APP_ENV").map(|v| v.to_ascii_lowercase()).as_deref() {
+            None | Some("development") | Some("dev") => AppEnv::Development,
+            Some("production") | Some("prod") => AppEnv::Production,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "APP_ENV",
+                    message: format!("expected development or production, got {other:?}"),
+                });
+            }
+        };
+        let dev = app_env == AppEnv::Development;
+
+        let (jwt_secret, jwt_secret_generated) = match r.raw("JWT_SECRET") {
+            Some(secret) => (SecretString::from(secret), false),
+            None => (SecretString::from(random_secret()), true),
+        };
+
+        let otp_length: usize = r.parse("OTP_LENGTH", 4)?;
+        if !(4..=8).contains(&otp_length) {
+            return Err(ConfigError::Invalid { name: "OTP_LENGTH", message: "must be between 4 and 8".into() });
+        }
+        let otp_max_attempts: u32 = r.parse("OTP_MAX_ATTEMPTS", 5)?;
+        if otp_max_attempts == 0 {
+            return Err(ConfigError::Invalid { name: "OTP_MAX_ATTEMPTS", message: "must be at least 1".into() });
+        }
+
+        let sms_provider_raw = r.raw("SMS_PROVIDER").map(|v| v.to_ascii_lowercase());
+        let sms_provider = match sms_provider_raw.as_deref() {
+            None | Some("console") => SmsProviderKind::Console,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "SMS_PROVIDER",
+                    message: format!("unknown provider {other:?} (known: console)"),
+                });
+            }
+        };
+
+        let default_region: Region = r.parse("DEFAULT_REGION", Region::default())?;
+        let admin_phones = r
+            .list("ADMIN_PHONES")
+            .iter()
+            .map(|raw| {
+                Phone::parse(raw, default_region).map(|p| p.as_str().to_owned()).map_err(|_| {
+                    ConfigError::Invalid { name: "ADMIN_PHONES", message: format!("not a phone number: {raw:?}") }
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let sms_allowed_regions = r
+            .list("SMS_ALLOWED_REGIONS")
+            .iter()
+            .map(|raw| {
+                raw.parse::<Region>().map(|region| region.code().to_owned()).map_err(|e| ConfigError::Invalid {
+                    name: "SMS_ALLOWED_REGIONS",
+                    message: e.to_string(),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+
+        let cors = r.list("CORS_ALLOWED_ORIGINS");
+        let config = Config {
+            app_env,
+            database_url: r.raw("DATABASE_URL").unwrap_or_else(|| "sqlite://phone-auth.db?mode=rwc".to_owned()),
+            database_max_connections: r.parse("DATABASE_MAX_CONNECTIONS", 10)?,
+            listen_addr: r.parse("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8000)))?,
+            jwt_secret,
+            jwt_secret_generated,
+            otp_expose: r.bool("OTP_EXPOSE", dev)?,
+            otp_length,
+            otp_ttl: r.seconds("OTP_TTL_SECONDS", 300)?,
+            otp_max_attempts,
+            otp_resend_cooldown: r.seconds("OTP_RESEND_COOLDOWN_SECONDS", 60)?,
+            sms_provider,
+            sms_delay: Duration::from_millis(r.parse("SMS_DELAY_MS", 1000)?),
+            default_region,
+            admin_phones,
+            access_token_ttl: r.seconds("ACCESS_TOKEN_TTL_SECONDS", 900)?,
+            refresh_token_ttl: r.seconds("REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600)?,
+            limits: Limits {
+                phone_codes_per_hour: r.parse("PHONE_CODES_PER_HOUR", 5)?,
+                phone_codes_per_day: r.parse("PHONE_CODES_PER_DAY", 10)?,
+                phone_failures_per_day: r.parse("PHONE_FAILURES_PER_DAY", 10)?,
+                phone_failures_per_month: r.parse("PHONE_FAILURES_PER_MONTH", 30)?,
+                ip_codes_per_hour: r.parse("IP_CODES_PER_HOUR", 10)?,
+                ip_codes_per_day: r.parse("IP_CODES_PER_DAY", 50)?,
+                ip_verify_per_hour: r.parse("IP_VERIFY_PER_HOUR", 60)?,
+                sms_global_per_minute: r.parse("SMS_GLOBAL_PER_MINUTE", 60)?,
+            },
+            sms_allowed_regions,
+            trust_proxy_headers: r.bool("TRUST_PROXY_HEADERS", false)?,
+            cors_allowed_origins: if cors.is_empty() { None } else { Some(cors) },
+            graphql: GraphqlLimits {
+                max_depth: r.parse("GRAPHQL_MAX_DEPTH", 10)?,
+                max_complexity: r.parse("GRAPHQL_MAX_COMPLEXITY", 1000)?,
+                max_batch: r.parse("GRAPHQL_MAX_BATCH", 10)?,
+                introspection: r.bool("GRAPHQL_INTROSPECTION", dev)?,
+                max_body_bytes: r.parse("MAX_BODY_BYTES", 65536)?,
+            },
+        };
+        config.check_production(sms_provider_raw.is_some())?;
+        Ok(config)
+    }
+
+    /// The start-up refusals of production mode: each names the variable to fix.
+    fn check_production(&self, sms_provider_explicit: bool) -> Result<(), ConfigError> {
+        if self.app_env != AppEnv::Production {
+            return Ok(());
+        }
+        if self.jwt_secret_generated {
+            return Err(ConfigError::Unsafe("JWT_SECRET is not set (at least 32 random bytes)".into()));
+        }
+        let secret = self.jwt_secret.expose_secret();
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(ConfigError::Unsafe(format!("JWT_SECRET is shorter than {MIN_SECRET_BYTES} bytes")));
+        }
+        if DEFAULT_SECRETS.iter().any(|d| secret.eq_ignore_ascii_case(d)) {
+            return Err(ConfigError::Unsafe("JWT_SECRET is a well-known default value".into()));
+        }
+        if self.otp_expose {
+            return Err(ConfigError::Unsafe("OTP_EXPOSE=true would put codes in responses".into()));
+        }
+        if self.sms_provider == SmsProviderKind::Console && !sms_provider_explicit {
+            return Err(ConfigError::Unsafe(
+                "no SMS_PROVIDER set; the console provider only logs codes (set SMS_PROVIDER=console to opt in)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.app_env == AppEnv::Production
+    }
+
+    /// A development configuration for tests: in-memory SQLite, no SMS delay, fixed secret.
+    pub fn for_tests() -> Self {
+        Self::from_lookup(|key| match key {
+            "DATABASE_URL" => Some("sqlite::memory:".to_owned()),
+            "JWT_SECRET" => Some("test-secret-test-secret-test-secret-0123456789".to_owned()),
+            "SMS_DELAY_MS" => Some("0".to_owned()),
+            _ => None,
+        })
+        .expect("the test configuration is valid")
+    }
+}
+
+fn random_secret() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}

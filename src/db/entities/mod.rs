@@ -1,0 +1,7 @@
+//! SeaORM entities, one module per table (what `sea-orm-cli generate entity` would write).
+//! No GraphQL derives here: the API's types live in `graphql::types`.
+
+pub mod otp_codes;
+pub mod prelude;
+pub mod refresh_tokens;
+pub mod users;

@@ -1,0 +1,94 @@
+//! Connecting, migrating and checking the database (SQLite or PostgreSQL).
+
+pub mod entities;
+
+use std::{str::FromStr, time::Duration};
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, SqlxPostgresConnector,
+    SqlxSqliteConnector, Statement, Value,
+};
+use sqlx::{
+    postgres::{PgConnectOptions, PgPoolOptions},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+
+/// Opens a pool for `url`. SQLite files get WAL, `synchronous=NORMAL` and a busy timeout, so
+/// readers never block the writer and brief write contention waits instead of failing.
+/// An in-memory SQLite database lives in one connection, so its pool holds exactly one.
+pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    let max_connections = max_connections.max(1);
+    if url.starts_with("sqlite:") {
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| DbErr::Custom(format!("invalid DATABASE_URL: {e}")))?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let options = if in_memory {
+            options
+        } else {
+            options.journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Normal)
+        };
+        let pool = SqlitePoolOptions::new()
+            .max_connections(if in_memory { 1 } else { max_connections })
+            .min_connections(if in_memory { 1 } else { 0 })
+            // An in-memory database dies with its last connection: never let it go idle.
+            .idle_timeout(if in_memory { None } else { Some(Duration::from_secs(600)) })
+            .max_lifetime(if in_memory { None } else { Some(Duration::from_secs(1800)) })
+            .connect_with(options)
+            .await
+            .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))?;
+        Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| DbErr::Custom(format!("invalid DATABASE_URL: {e}")))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))?;
+        Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
+    } else {
+        Err(DbErr::Custom("DATABASE_URL must start with sqlite: or postgres:".into()))
+    }
+}
+
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    Migrator::up(db, None).await
+}
+
+/// `SELECT 1`, for `/readyz`.
+pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
+    db.execute(Statement::from_string(db.get_database_backend(), "SELECT 1")).await.map(|_| ())
+}
+
+/// A statement written with `?` placeholders, numbered `$1, $2, …` for PostgreSQL. For the few
+/// queries the query builder cannot express (window functions); the SQL must hold no other `?`.
+pub fn raw(backend: DatabaseBackend, sql: &str, values: Vec<Value>) -> Statement {
+    let sql = match backend {
+        DatabaseBackend::Postgres => {
+            let mut out = String::with_capacity(sql.len() + 8);
+            let mut n = 0;
+            for ch in sql.chars() {
+                if ch == '?' {
+                    n += 1;
+                    out.push('$');
+                    out.push_str(&n.to_string());
+                } else {
+                    out.push(ch);
+                }
+            }
+            out
+        }
+        _ => sql.to_owned(),
+    };
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// `?, ?, ?` for an `IN (…)` list of `n` values.
+pub fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}

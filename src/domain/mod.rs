@@ -1,0 +1,7 @@
+//! Parsed value types. Untrusted input becomes one of these through `parse`, or a typed
+//! `AppError::BadUserInput`; nothing here touches the database, HTTP or GraphQL.
+
+pub mod cursor;
+pub mod invite_code;
+pub mod otp_code;
+pub mod phone;

@@ -1,0 +1,12 @@
+//! The GraphQL layer: the schema, its resolvers and DataLoaders. Resolvers parse arguments into
+//! domain types, call one service, and map the result into a GraphQL type.
+
+pub mod loaders;
+mod mutation;
+mod query;
+pub mod schema;
+mod subscription;
+pub mod types;
+pub mod viewer;
+
+pub use schema::{AppSchema, build_schema, schema_builder};

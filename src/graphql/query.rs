@@ -1,0 +1,49 @@
+use async_graphql::{Context, Object};
+
+use super::{
+    types::{Total, User, UserConnection},
+    viewer::Viewer,
+};
+use crate::{
+    domain::cursor,
+    error::AppError,
+    services::users,
+    state::AppState,
+};
+
+pub struct QueryRoot;
+
+#[Object]
+impl QueryRoot {
+    /// The signed-in user. UNAUTHENTICATED without a valid access token.
+    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
+        let user_id = ctx.data_unchecked::<Viewer>().user_id()?;
+        let state = ctx.data_unchecked::<AppState>();
+        Ok(users::find(&state.db, user_id)
+            .await?
+            .map(User)
+            .ok_or(AppError::Unauthenticated("The signed-in user no longer exists."))?)
+    }
+
+    /// Every user, newest first. FORBIDDEN unless the caller is an admin (ADMIN_PHONES).
+    #[graphql(complexity = "(first.clamp(1, 100) as usize) * child_complexity + 1")]
+    async fn users(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: i32,
+        after: Option<String>,
+    ) -> async_graphql::Result<UserConnection> {
+        let user_id = ctx.data_unchecked::<Viewer>().user_id()?;
+        let state = ctx.data_unchecked::<AppState>();
+        let caller = users::find(&state.db, user_id)
+            .await?
+            .ok_or(AppError::Unauthenticated("The signed-in user no longer exists."))?;
+        if !state.config.admin_phones.contains(&caller.phone) {
+            return Err(AppError::Forbidden.into());
+        }
+        let first = cursor::page_size(first)?;
+        let after = after.as_deref().map(cursor::decode).transpose()?;
+        let (rows, has_next_page) = users::page_all(&state.db, first, after).await?;
+        Ok(UserConnection::new(rows, has_next_page, Total::AllUsers))
+    }
+}

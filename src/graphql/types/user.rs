@@ -1,0 +1,55 @@
+use async_graphql::{Context, ID, Object};
+use chrono::{DateTime, Utc};
+
+use super::{Total, UserConnection};
+use crate::{
+    db::entities::users,
+    domain::cursor,
+    graphql::loaders::{InviteesKey, Loaders, loader_error},
+    services::users::split_page,
+};
+
+pub struct User(pub users::Model);
+
+#[Object]
+impl User {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    /// E.164.
+    async fn phone(&self) -> &str {
+        &self.0.phone
+    }
+
+    /// 6 characters, letters and digits, unique, assigned when the user is created, never changes.
+    async fn invite_code(&self) -> &str {
+        &self.0.invite_code
+    }
+
+    /// The invite code this user activated, or null.
+    async fn activated_invite_code(&self) -> Option<&str> {
+        self.0.activated_invite_code.as_deref()
+    }
+
+    /// The users who activated this user's invite code, oldest first (batched through a DataLoader).
+    #[graphql(complexity = "(first.clamp(1, 100) as usize) * child_complexity + 1")]
+    async fn invited_users(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: i32,
+        after: Option<String>,
+    ) -> async_graphql::Result<UserConnection> {
+        let first = cursor::page_size(first)?;
+        let after = after.as_deref().map(cursor::decode).transpose()?;
+        let loaders = ctx.data_unchecked::<Loaders>();
+        let key = InviteesKey { inviter_id: self.0.id, limit: first + 1, after };
+        let rows = loaders.invitees.load_one(key).await.map_err(loader_error)?.unwrap_or_default();
+        let (rows, has_next_page) = split_page(rows.as_ref().clone(), first);
+        Ok(UserConnection::new(rows, has_next_page, Total::InviteesOf(self.0.id)))
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}

@@ -1,0 +1,37 @@
+//! HTTP wiring: routes, GraphiQL, health checks, request ids, CORS. `graphql.rs` is the only
+//! place an HTTP request becomes a GraphQL request.
+
+mod cors;
+mod graphql;
+mod health;
+mod request_id;
+
+use axum::{Router, middleware, routing::get};
+
+use crate::{graphql::AppSchema, state::AppState};
+
+pub use request_id::RequestId;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct HttpState {
+    pub app: AppState,
+    pub schema: AppSchema,
+}
+
+pub fn router(app: AppState) -> Router {
+    let schema = crate::graphql::build_schema(&app);
+    let cors = cors::layer(&app.config);
+    let state = HttpState { app, schema };
+    let router = Router::new()
+        .route("/", get(graphql::graphiql))
+        .route("/graphql", get(graphql::get).post(graphql::post))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .with_state(state);
+    let router = match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router.layer(middleware::from_fn(request_id::middleware))
+}

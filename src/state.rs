@@ -1,0 +1,39 @@
+//! What every layer shares: configuration, the database, the clock, the SMS sender, the keys
+//! derived from the secret, and the channel that announces invite activations.
+
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+use tokio::sync::broadcast;
+
+use crate::{clock::Clock, config::Config, services::keys::Keys, sms::SmsSender};
+
+/// Someone activated `inviter_id`'s invite code; `invitee_id` is who.
+#[derive(Clone, Copy, Debug)]
+pub struct InviteActivated {
+    pub inviter_id: i64,
+    pub invitee_id: i64,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: DatabaseConnection,
+    pub clock: Arc<dyn Clock>,
+    pub sms: Arc<dyn SmsSender>,
+    pub keys: Arc<Keys>,
+    pub invite_events: broadcast::Sender<InviteActivated>,
+}
+
+impl AppState {
+    pub fn new(
+        config: Config,
+        db: DatabaseConnection,
+        clock: Arc<dyn Clock>,
+        sms: Arc<dyn SmsSender>,
+    ) -> Self {
+        let keys = Arc::new(Keys::derive(&config.jwt_secret));
+        let (invite_events, _) = broadcast::channel(1024);
+        Self { config: Arc::new(config), db, clock, sms, keys, invite_events }
+    }
+}
