@@ -24,8 +24,9 @@ pub fn decode(raw: &str) -> Result<i64, AppError> {
     id.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(bad)
 }
 
-/// Page size: `first` must be within 1..=100 (the contract).
+/// Page size: `first` must be within 1..=100 (the contract); 20 when not given.
 pub const MAX_PAGE: i32 = 100;
+pub const DEFAULT_PAGE: i32 = 20;
 
 pub fn page_size(first: i32) -> Result<u64, AppError> {
     if (1..=MAX_PAGE).contains(&first) {

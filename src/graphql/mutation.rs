@@ -13,7 +13,7 @@ use crate::{
 
 pub struct MutationRoot;
 
-#[Object]
+#[Object(name = "Mutation")]
 impl MutationRoot {
     /// Start sign-in: normalise the phone, create and send a one-time code.
     async fn request_code(&self, ctx: &Context<'_>, phone: String) -> async_graphql::Result<RequestCodePayload> {

@@ -1,7 +1,7 @@
 use async_graphql::{Context, Object};
 
 use super::{
-    types::{Total, User, UserConnection},
+    types::{Total, User, UserConnection, page_cost},
     viewer::Viewer,
 };
 use crate::{
@@ -13,7 +13,7 @@ use crate::{
 
 pub struct QueryRoot;
 
-#[Object]
+#[Object(name = "Query")]
 impl QueryRoot {
     /// The signed-in user. UNAUTHENTICATED without a valid access token.
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
@@ -26,11 +26,11 @@ impl QueryRoot {
     }
 
     /// Every user, newest first. FORBIDDEN unless the caller is an admin (ADMIN_PHONES).
-    #[graphql(complexity = "(first.clamp(1, 100) as usize) * child_complexity + 1")]
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn users(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20)] first: i32,
+        #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<UserConnection> {
         let user_id = ctx.data_unchecked::<Viewer>().user_id()?;
@@ -41,7 +41,7 @@ impl QueryRoot {
         if !state.config.admin_phones.contains(&caller.phone) {
             return Err(AppError::Forbidden.into());
         }
-        let first = cursor::page_size(first)?;
+        let first = cursor::page_size(first.unwrap_or(cursor::DEFAULT_PAGE))?;
         let after = after.as_deref().map(cursor::decode).transpose()?;
         let (rows, has_next_page) = users::page_all(&state.db, first, after).await?;
         Ok(UserConnection::new(rows, has_next_page, Total::AllUsers))

@@ -7,7 +7,7 @@ use crate::{services::users, state::AppState};
 
 pub struct SubscriptionRoot;
 
-#[Subscription]
+#[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// Fires for the signed-in user each time someone activates their invite code (graphql-transport-ws;
     /// the access token goes in connection_init's payload as {"Authorization": "Bearer …"}).

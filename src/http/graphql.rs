@@ -78,6 +78,23 @@ fn wants_graphql_response_json(headers: &HeaderMap) -> bool {
         .is_some_and(|accept| accept.contains(GRAPHQL_RESPONSE_JSON))
 }
 
+/// A JSON object is one request, a JSON array a batch; anything else, or a request without
+/// a query, is not a GraphQL request. (serde would also read a struct from an array, so the
+/// shape is decided by the first byte, not by trying both.)
+fn parse_body(bytes: &[u8]) -> Option<BatchRequest> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace())?;
+    let batch = match first {
+        b'{' => BatchRequest::Single(serde_json::from_slice(bytes).ok()?),
+        b'[' => BatchRequest::Batch(serde_json::from_slice(bytes).ok()?),
+        _ => return None,
+    };
+    let has_queries = match &batch {
+        BatchRequest::Single(request) => !request.query.trim().is_empty(),
+        BatchRequest::Batch(requests) => requests.iter().all(|r| !r.query.trim().is_empty()),
+    };
+    has_queries.then_some(batch)
+}
+
 /// Adds the per-request data every resolver may read.
 fn with_request_data(
     request: Request,
@@ -122,11 +139,8 @@ pub async fn post(State(state): State<HttpState>, req: axum::extract::Request) -
             );
         }
     };
-    let batch: BatchRequest = match serde_json::from_slice(&bytes) {
-        Ok(batch) => batch,
-        Err(_) => {
-            return request_error(StatusCode::BAD_REQUEST, "The body is not a GraphQL request in JSON.", rid);
-        }
+    let Some(batch) = parse_body(&bytes) else {
+        return request_error(StatusCode::BAD_REQUEST, "The body is not a GraphQL request in JSON.", rid);
     };
     if let BatchRequest::Batch(requests) = &batch {
         let max = state.app.config.graphql.max_batch;

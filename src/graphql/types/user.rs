@@ -1,7 +1,7 @@
 use async_graphql::{Context, ID, Object};
 use chrono::{DateTime, Utc};
 
-use super::{Total, UserConnection};
+use super::{Total, UserConnection, page_cost};
 use crate::{
     db::entities::users,
     domain::cursor,
@@ -33,14 +33,14 @@ impl User {
     }
 
     /// The users who activated this user's invite code, oldest first (batched through a DataLoader).
-    #[graphql(complexity = "(first.clamp(1, 100) as usize) * child_complexity + 1")]
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn invited_users(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20)] first: i32,
+        #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<UserConnection> {
-        let first = cursor::page_size(first)?;
+        let first = cursor::page_size(first.unwrap_or(cursor::DEFAULT_PAGE))?;
         let after = after.as_deref().map(cursor::decode).transpose()?;
         let loaders = ctx.data_unchecked::<Loaders>();
         let key = InviteesKey { inviter_id: self.0.id, limit: first + 1, after };

@@ -1,0 +1,11 @@
+//! The API test suite: one binary, every test against the real router and a fresh database
+//! (in-memory SQLite, or PostgreSQL when `TEST_DATABASE_URL` is set).
+
+mod auth;
+mod helpers;
+mod invites;
+mod schema_file;
+mod startup;
+mod tokens;
+mod transport;
+mod users;
