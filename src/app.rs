@@ -17,8 +17,15 @@ use crate::{
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let db = db::connect(&config.database_url, config.database_max_connections)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", redact_url(&config.database_url)))?;
-    db::migrate(&db).await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open the database {}: {e}",
+                redact_url(&config.database_url)
+            )
+        })?;
+    db::migrate(&db)
+        .await
+        .map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
     let sms: Arc<dyn SmsSender> = match config.sms_provider {
         SmsProviderKind::Console => Arc::new(ConsoleSender::new(config.sms_delay)),
     };
@@ -31,21 +38,30 @@ pub fn build_router(state: AppState) -> Router {
 
 /// Serves `router` on `listener` until Ctrl-C / SIGTERM, finishing in-flight requests.
 pub async fn serve(listener: TcpListener, router: Router) -> std::io::Result<()> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
 }
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     if config.jwt_secret_generated {
-        tracing::warn!("JWT_SECRET is not set: using a random secret; tokens will not survive a restart");
+        tracing::warn!(
+            "JWT_SECRET is not set: using a random secret; tokens will not survive a restart"
+        );
     }
     if config.otp_expose {
-        tracing::warn!("OTP_EXPOSE is on: codes are returned in requestCode responses (development only)");
+        tracing::warn!(
+            "OTP_EXPOSE is on: codes are returned in requestCode responses (development only)"
+        );
     }
     let addr = config.listen_addr;
     let state = build_state(config).await?;
-    let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     tracing::info!("phone-auth listening on http://{addr}/ (GraphiQL) and http://{addr}/graphql");
     serve(listener, build_router(state)).await?;
     tracing::info!("stopped");

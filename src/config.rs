@@ -130,7 +130,9 @@ struct Reader<F> {
 
 impl<F: Fn(&str) -> Option<String>> Reader<F> {
     fn raw(&self, name: &str) -> Option<String> {
-        (self.lookup)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+        (self.lookup)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
     }
 
     fn parse<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
@@ -152,7 +154,10 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             Some(v) => match v.as_str() {
                 "1" | "true" | "yes" | "on" => Ok(true),
                 "0" | "false" | "no" | "off" => Ok(false),
-                _ => Err(ConfigError::Invalid { name, message: format!("expected true or false, got {v:?}") }),
+                _ => Err(ConfigError::Invalid {
+                    name,
+                    message: format!("expected true or false, got {v:?}"),
+                }),
             },
         }
     }
@@ -160,7 +165,10 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
     fn seconds(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
         let secs: u64 = self.parse(name, default)?;
         if secs == 0 {
-            return Err(ConfigError::Invalid { name, message: "must be at least 1 second".into() });
+            return Err(ConfigError::Invalid {
+                name,
+                message: "must be at least 1 second".into(),
+            });
         }
         Ok(Duration::from_secs(secs))
     }
@@ -205,11 +213,17 @@ impl Config {
 
         let otp_length: usize = r.parse("OTP_LENGTH", 4)?;
         if !(4..=8).contains(&otp_length) {
-            return Err(ConfigError::Invalid { name: "OTP_LENGTH", message: "must be between 4 and 8".into() });
+            return Err(ConfigError::Invalid {
+                name: "OTP_LENGTH",
+                message: "must be between 4 and 8".into(),
+            });
         }
         let otp_max_attempts: u32 = r.parse("OTP_MAX_ATTEMPTS", 5)?;
         if otp_max_attempts == 0 {
-            return Err(ConfigError::Invalid { name: "OTP_MAX_ATTEMPTS", message: "must be at least 1".into() });
+            return Err(ConfigError::Invalid {
+                name: "OTP_MAX_ATTEMPTS",
+                message: "must be at least 1".into(),
+            });
         }
 
         let sms_provider_raw = r.raw("SMS_PROVIDER").map(|v| v.to_ascii_lowercase());
@@ -228,26 +242,33 @@ impl Config {
             .list("ADMIN_PHONES")
             .iter()
             .map(|raw| {
-                Phone::parse(raw, default_region).map(|p| p.as_str().to_owned()).map_err(|_| {
-                    ConfigError::Invalid { name: "ADMIN_PHONES", message: format!("not a phone number: {raw:?}") }
-                })
+                Phone::parse(raw, default_region)
+                    .map(|p| p.as_str().to_owned())
+                    .map_err(|_| ConfigError::Invalid {
+                        name: "ADMIN_PHONES",
+                        message: format!("not a phone number: {raw:?}"),
+                    })
             })
             .collect::<Result<_, _>>()?;
         let sms_allowed_regions = r
             .list("SMS_ALLOWED_REGIONS")
             .iter()
             .map(|raw| {
-                raw.parse::<Region>().map(|region| region.code().to_owned()).map_err(|e| ConfigError::Invalid {
-                    name: "SMS_ALLOWED_REGIONS",
-                    message: e.to_string(),
-                })
+                raw.parse::<Region>()
+                    .map(|region| region.code().to_owned())
+                    .map_err(|e| ConfigError::Invalid {
+                        name: "SMS_ALLOWED_REGIONS",
+                        message: e.to_string(),
+                    })
             })
             .collect::<Result<_, _>>()?;
 
         let cors = r.list("CORS_ALLOWED_ORIGINS");
         let config = Config {
             app_env,
-            database_url: r.raw("DATABASE_URL").unwrap_or_else(|| "sqlite://phone-auth.db?mode=rwc".to_owned()),
+            database_url: r
+                .raw("DATABASE_URL")
+                .unwrap_or_else(|| "sqlite://phone-auth.db?mode=rwc".to_owned()),
             database_max_connections: r.parse("DATABASE_MAX_CONNECTIONS", 10)?,
             listen_addr: r.parse("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8000)))?,
             jwt_secret,
@@ -294,17 +315,28 @@ impl Config {
             return Ok(());
         }
         if self.jwt_secret_generated {
-            return Err(ConfigError::Unsafe("JWT_SECRET is not set (at least 32 random bytes)".into()));
+            return Err(ConfigError::Unsafe(
+                "JWT_SECRET is not set (at least 32 random bytes)".into(),
+            ));
         }
         let secret = self.jwt_secret.expose_secret();
         if secret.len() < MIN_SECRET_BYTES {
-            return Err(ConfigError::Unsafe(format!("JWT_SECRET is shorter than {MIN_SECRET_BYTES} bytes")));
+            return Err(ConfigError::Unsafe(format!(
+                "JWT_SECRET is shorter than {MIN_SECRET_BYTES} bytes"
+            )));
         }
-        if DEFAULT_SECRETS.iter().any(|d| secret.eq_ignore_ascii_case(d)) {
-            return Err(ConfigError::Unsafe("JWT_SECRET is a well-known default value".into()));
+        if DEFAULT_SECRETS
+            .iter()
+            .any(|d| secret.eq_ignore_ascii_case(d))
+        {
+            return Err(ConfigError::Unsafe(
+                "JWT_SECRET is a well-known default value".into(),
+            ));
         }
         if self.otp_expose {
-            return Err(ConfigError::Unsafe("OTP_EXPOSE=true would put codes in responses".into()));
+            return Err(ConfigError::Unsafe(
+                "OTP_EXPOSE=true would put codes in responses".into(),
+            ));
         }
         if self.sms_provider == SmsProviderKind::Console && !sms_provider_explicit {
             return Err(ConfigError::Unsafe(

@@ -20,7 +20,10 @@ pub mod code {
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("{message}")]
-    BadUserInput { field: &'static str, message: String },
+    BadUserInput {
+        field: &'static str,
+        message: String,
+    },
     #[error("The code is wrong or no code is pending for this phone.")]
     InvalidCode { attempts_left: u32 },
     #[error("The code has expired; request a new one.")]
@@ -43,7 +46,10 @@ pub enum AppError {
 
 impl AppError {
     pub fn bad_input(field: &'static str, message: impl Into<String>) -> Self {
-        Self::BadUserInput { field, message: message.into() }
+        Self::BadUserInput {
+            field,
+            message: message.into(),
+        }
     }
 
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
@@ -73,8 +79,13 @@ impl AppError {
                 vec![("attemptsLeft", Value::from(*attempts_left))]
             }
             Self::RateLimited { retry_after } => vec![("retryAfter", Value::from(*retry_after))],
-            Self::InviteAlreadyActivated { activated_invite_code } => {
-                vec![("activatedInviteCode", Value::from(activated_invite_code.as_str()))]
+            Self::InviteAlreadyActivated {
+                activated_invite_code,
+            } => {
+                vec![(
+                    "activatedInviteCode",
+                    Value::from(activated_invite_code.as_str()),
+                )]
             }
             _ => Vec::new(),
         }

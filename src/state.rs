@@ -34,6 +34,13 @@ impl AppState {
     ) -> Self {
         let keys = Arc::new(Keys::derive(&config.jwt_secret));
         let (invite_events, _) = broadcast::channel(1024);
-        Self { config: Arc::new(config), db, clock, sms, keys, invite_events }
+        Self {
+            config: Arc::new(config),
+            db,
+            clock,
+            sms,
+            keys,
+            invite_events,
+        }
     }
 }

@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_create_users;
 mod m20261122_000002_create_otp_codes;
 mod m20261122_000003_create_refresh_tokens;
+mod m20261122_000004_create_rate_limits;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_create_users::Migration),
             Box::new(m20261122_000002_create_otp_codes::Migration),
             Box::new(m20261122_000003_create_refresh_tokens::Migration),
+            Box::new(m20261122_000004_create_rate_limits::Migration),
         ]
     }
 }

@@ -19,13 +19,35 @@ impl MigrationTrait for Migration {
                             .primary_key(),
                     )
                     // E.164, so one person is one row whatever spelling they typed.
-                    .col(ColumnDef::new(Users::Phone).string_len(16).not_null().unique_key())
+                    .col(
+                        ColumnDef::new(Users::Phone)
+                            .string_len(16)
+                            .not_null()
+                            .unique_key(),
+                    )
                     // Stored upper-case: case-insensitive matching is a plain equality.
-                    .col(ColumnDef::new(Users::InviteCode).string_len(6).not_null().unique_key())
+                    .col(
+                        ColumnDef::new(Users::InviteCode)
+                            .string_len(6)
+                            .not_null()
+                            .unique_key(),
+                    )
                     .col(ColumnDef::new(Users::InvitedById).big_integer().null())
-                    .col(ColumnDef::new(Users::ActivatedInviteCode).string_len(6).null())
-                    .col(ColumnDef::new(Users::ActivatedAt).timestamp_with_time_zone().null())
-                    .col(ColumnDef::new(Users::CreatedAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Users::ActivatedInviteCode)
+                            .string_len(6)
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(Users::ActivatedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(Users::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_users_invited_by")
@@ -50,7 +72,9 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Users::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(Users::Table).to_owned())
+            .await
     }
 }
 

@@ -20,9 +20,17 @@ impl MigrationTrait for Migration {
                             .auto_increment()
                             .primary_key(),
                     )
-                    .col(ColumnDef::new(RefreshTokens::UserId).big_integer().not_null())
+                    .col(
+                        ColumnDef::new(RefreshTokens::UserId)
+                            .big_integer()
+                            .not_null(),
+                    )
                     // One sign-in = one family; rotation keeps the family, reuse revokes it.
-                    .col(ColumnDef::new(RefreshTokens::FamilyId).string_len(36).not_null())
+                    .col(
+                        ColumnDef::new(RefreshTokens::FamilyId)
+                            .string_len(36)
+                            .not_null(),
+                    )
                     // HMAC-SHA256 of the opaque token, hex; the token itself is never stored.
                     .col(
                         ColumnDef::new(RefreshTokens::TokenHash)
@@ -40,7 +48,11 @@ impl MigrationTrait for Migration {
                             .timestamp_with_time_zone()
                             .not_null(),
                     )
-                    .col(ColumnDef::new(RefreshTokens::RevokedAt).timestamp_with_time_zone().null())
+                    .col(
+                        ColumnDef::new(RefreshTokens::RevokedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_refresh_tokens_user")
@@ -72,7 +84,9 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(RefreshTokens::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(RefreshTokens::Table).to_owned())
+            .await
     }
 }
 

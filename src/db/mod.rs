@@ -29,14 +29,24 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
         let options = if in_memory {
             options
         } else {
-            options.journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Normal)
+            options
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
         };
         let pool = SqlitePoolOptions::new()
             .max_connections(if in_memory { 1 } else { max_connections })
             .min_connections(if in_memory { 1 } else { 0 })
             // An in-memory database dies with its last connection: never let it go idle.
-            .idle_timeout(if in_memory { None } else { Some(Duration::from_secs(600)) })
-            .max_lifetime(if in_memory { None } else { Some(Duration::from_secs(1800)) })
+            .idle_timeout(if in_memory {
+                None
+            } else {
+                Some(Duration::from_secs(600))
+            })
+            .max_lifetime(if in_memory {
+                None
+            } else {
+                Some(Duration::from_secs(1800))
+            })
             .connect_with(options)
             .await
             .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))?;
@@ -52,7 +62,9 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
             .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))?;
         Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
     } else {
-        Err(DbErr::Custom("DATABASE_URL must start with sqlite: or postgres:".into()))
+        Err(DbErr::Custom(
+            "DATABASE_URL must start with sqlite: or postgres:".into(),
+        ))
     }
 }
 
@@ -62,7 +74,12 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
 
 /// `SELECT 1`, for `/readyz`.
 pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
-    db.execute(Statement::from_string(db.get_database_backend(), "SELECT 1")).await.map(|_| ())
+    db.execute(Statement::from_string(
+        db.get_database_backend(),
+        "SELECT 1",
+    ))
+    .await
+    .map(|_| ())
 }
 
 /// A statement written with `?` placeholders, numbered `$1, $2, …` for PostgreSQL. For the few

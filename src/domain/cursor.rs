@@ -32,7 +32,10 @@ pub fn page_size(first: i32) -> Result<u64, AppError> {
     if (1..=MAX_PAGE).contains(&first) {
         Ok(first as u64)
     } else {
-        Err(AppError::bad_input("first", format!("first must be between 1 and {MAX_PAGE}.")))
+        Err(AppError::bad_input(
+            "first",
+            format!("first must be between 1 and {MAX_PAGE}."),
+        ))
     }
 }
 

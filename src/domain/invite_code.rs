@@ -52,7 +52,9 @@ mod tests {
 
     #[test]
     fn parse_refuses_malformed() {
-        for raw in ["", "ABC12", "ABC1234", "ABC12_", "ABC 12", "ABC12%", "ÄBC123"] {
+        for raw in [
+            "", "ABC12", "ABC1234", "ABC12_", "ABC 12", "ABC12%", "ÄBC123",
+        ] {
             assert!(InviteCode::parse(raw).is_err(), "{raw}");
         }
     }

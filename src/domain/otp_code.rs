@@ -12,7 +12,10 @@ impl OtpCode {
     pub fn parse(raw: &str, length: usize) -> Result<Self, AppError> {
         let code = raw.trim();
         if code.len() != length || !code.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(AppError::bad_input("code", format!("The code must be {length} digits.")));
+            return Err(AppError::bad_input(
+                "code",
+                format!("The code must be {length} digits."),
+            ));
         }
         Ok(Self(code.to_owned()))
     }
@@ -20,7 +23,11 @@ impl OtpCode {
     /// A fresh uniform code of `length` digits (leading zeros included).
     pub fn generate(length: usize) -> Self {
         let mut rng = rand::rng();
-        Self((0..length).map(|_| char::from(b'0' + rng.random_range(0..10u8))).collect())
+        Self(
+            (0..length)
+                .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
+                .collect(),
+        )
     }
 
     pub fn expose(&self) -> &str {
@@ -48,15 +55,26 @@ mod tests {
     #[test]
     fn refuses_other_shapes() {
         for raw in ["", "123", "12345", "12a4", "١٢٣٤", "12 34", "-123"] {
-            assert!(matches!(OtpCode::parse(raw, 4), Err(AppError::BadUserInput { field: "code", .. })), "{raw}");
+            assert!(
+                matches!(
+                    OtpCode::parse(raw, 4),
+                    Err(AppError::BadUserInput { field: "code", .. })
+                ),
+                "{raw}"
+            );
         }
     }
 
     #[test]
     fn generated_codes_have_the_length_and_vary() {
-        let codes: std::collections::HashSet<String> =
-            (0..200).map(|_| OtpCode::generate(6).expose().to_owned()).collect();
-        assert!(codes.iter().all(|c| c.len() == 6 && c.bytes().all(|b| b.is_ascii_digit())));
+        let codes: std::collections::HashSet<String> = (0..200)
+            .map(|_| OtpCode::generate(6).expose().to_owned())
+            .collect();
+        assert!(
+            codes
+                .iter()
+                .all(|c| c.len() == 6 && c.bytes().all(|b| b.is_ascii_digit()))
+        );
         assert!(codes.len() > 190);
     }
 }

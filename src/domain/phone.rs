@@ -65,13 +65,22 @@ impl Phone {
         if !phonenumber::is_valid(&number) {
             return Err(invalid());
         }
-        let region = number.country().id().map(|id| AsRef::<str>::as_ref(&id).to_owned());
-        Ok(Self { e164: number.format().mode(Mode::E164).to_string(), region })
+        let region = number
+            .country()
+            .id()
+            .map(|id| AsRef::<str>::as_ref(&id).to_owned());
+        Ok(Self {
+            e164: number.format().mode(Mode::E164).to_string(),
+            region,
+        })
     }
 
     /// Rebuilds a phone already stored in E.164 (no validation: it was validated on the way in).
     pub fn from_e164(e164: impl Into<String>) -> Self {
-        Self { e164: e164.into(), region: None }
+        Self {
+            e164: e164.into(),
+            region: None,
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -132,7 +141,16 @@ mod tests {
 
     #[test]
     fn invalid_input_is_bad_user_input() {
-        for raw in ["", "   ", "123", "abc", "+7912345678901234", "+7912345678a", "8912345678\u{0}", &"9".repeat(500)] {
+        for raw in [
+            "",
+            "   ",
+            "123",
+            "abc",
+            "+7912345678901234",
+            "+7912345678a",
+            "8912345678\u{0}",
+            &"9".repeat(500),
+        ] {
             match ru(raw) {
                 Err(AppError::BadUserInput { field: "phone", .. }) => {}
                 other => panic!("{raw:?} gave {other:?}"),

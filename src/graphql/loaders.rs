@@ -26,11 +26,17 @@ impl Loader<InviteesKey> for InviteesLoader {
     type Value = Arc<Vec<users::Model>>;
     type Error = Arc<AppError>;
 
-    async fn load(&self, keys: &[InviteesKey]) -> Result<HashMap<InviteesKey, Self::Value>, Self::Error> {
+    async fn load(
+        &self,
+        keys: &[InviteesKey],
+    ) -> Result<HashMap<InviteesKey, Self::Value>, Self::Error> {
         // Keys asking for the same page shape share one query.
         let mut groups: HashMap<(u64, Option<i64>), Vec<i64>> = HashMap::new();
         for key in keys {
-            groups.entry((key.limit, key.after)).or_default().push(key.inviter_id);
+            groups
+                .entry((key.limit, key.after))
+                .or_default()
+                .push(key.inviter_id);
         }
         let mut out = HashMap::with_capacity(keys.len());
         for ((limit, after), inviter_ids) in groups {
@@ -39,7 +45,14 @@ impl Loader<InviteesKey> for InviteesLoader {
                 .map_err(Arc::new)?;
             for inviter_id in inviter_ids {
                 let rows = pages.remove(&inviter_id).unwrap_or_default();
-                out.insert(InviteesKey { inviter_id, limit, after }, Arc::new(rows));
+                out.insert(
+                    InviteesKey {
+                        inviter_id,
+                        limit,
+                        after,
+                    },
+                    Arc::new(rows),
+                );
             }
         }
         Ok(out)
@@ -56,8 +69,13 @@ impl Loader<i64> for InviteCountLoader {
     type Error = Arc<AppError>;
 
     async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, i64>, Self::Error> {
-        let counts = user_service::invitee_counts(&self.db, keys).await.map_err(Arc::new)?;
-        Ok(keys.iter().map(|id| (*id, counts.get(id).copied().unwrap_or(0))).collect())
+        let counts = user_service::invitee_counts(&self.db, keys)
+            .await
+            .map_err(Arc::new)?;
+        Ok(keys
+            .iter()
+            .map(|id| (*id, counts.get(id).copied().unwrap_or(0)))
+            .collect())
     }
 }
 

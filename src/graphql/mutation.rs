@@ -2,7 +2,7 @@ use async_graphql::{Context, Object};
 
 use super::{
     types::{AuthPayload, RequestCodePayload, User},
-    viewer::Viewer,
+    viewer::{ClientIp, Viewer},
 };
 use crate::{
     domain::{invite_code::InviteCode, otp_code::OtpCode, phone::Phone},
@@ -16,27 +16,44 @@ pub struct MutationRoot;
 #[Object(name = "Mutation")]
 impl MutationRoot {
     /// Start sign-in: normalise the phone, create and send a one-time code.
-    async fn request_code(&self, ctx: &Context<'_>, phone: String) -> async_graphql::Result<RequestCodePayload> {
+    async fn request_code(
+        &self,
+        ctx: &Context<'_>,
+        phone: String,
+    ) -> async_graphql::Result<RequestCodePayload> {
         let state = ctx.data_unchecked::<AppState>();
         let phone = Phone::parse(&phone, state.config.default_region)?;
-        Ok(otp::request_code(state, phone).await?.into())
+        let ip = ctx.data_unchecked::<ClientIp>().0;
+        Ok(otp::request_code(state, phone, ip).await?.into())
     }
 
     /// Finish sign-in: check the code; the first success creates the user with a fresh invite code.
-    async fn verify_code(&self, ctx: &Context<'_>, phone: String, code: String) -> async_graphql::Result<AuthPayload> {
+    async fn verify_code(
+        &self,
+        ctx: &Context<'_>,
+        phone: String,
+        code: String,
+    ) -> async_graphql::Result<AuthPayload> {
         let state = ctx.data_unchecked::<AppState>();
         let phone = Phone::parse(&phone, state.config.default_region)?;
         let code = OtpCode::parse(&code, state.config.otp_length)?;
-        Ok(otp::verify_code(state, phone, code).await?.into())
+        let ip = ctx.data_unchecked::<ClientIp>().0;
+        Ok(otp::verify_code(state, phone, code, ip).await?.into())
     }
 
     /// Trade a refresh token for a new pair; the old refresh token stops working (rotation).
-    async fn refresh_token(&self, ctx: &Context<'_>, refresh_token: String) -> async_graphql::Result<AuthPayload> {
+    async fn refresh_token(
+        &self,
+        ctx: &Context<'_>,
+        refresh_token: String,
+    ) -> async_graphql::Result<AuthPayload> {
         let state = ctx.data_unchecked::<AppState>();
         let (user_id, pair) = tokens::refresh_token(state, &refresh_token).await?;
         let user = users::find(&state.db, user_id)
             .await?
-            .ok_or(AppError::Unauthenticated("The signed-in user no longer exists."))?;
+            .ok_or(AppError::Unauthenticated(
+                "The signed-in user no longer exists.",
+            ))?;
         Ok(AuthPayload {
             access_token: pair.access_token,
             refresh_token: pair.refresh_token,
@@ -48,12 +65,20 @@ impl MutationRoot {
     }
 
     /// Revoke a refresh token (and with it, that sign-in). Always true for a token that was valid.
-    async fn logout(&self, ctx: &Context<'_>, refresh_token: String) -> async_graphql::Result<bool> {
+    async fn logout(
+        &self,
+        ctx: &Context<'_>,
+        refresh_token: String,
+    ) -> async_graphql::Result<bool> {
         Ok(tokens::logout(ctx.data_unchecked::<AppState>(), &refresh_token).await?)
     }
 
     /// Enter another user's invite code. Once per user, never one's own.
-    async fn activate_invite(&self, ctx: &Context<'_>, invite_code: String) -> async_graphql::Result<User> {
+    async fn activate_invite(
+        &self,
+        ctx: &Context<'_>,
+        invite_code: String,
+    ) -> async_graphql::Result<User> {
         let user_id = ctx.data_unchecked::<Viewer>().user_id()?;
         let code = InviteCode::parse(&invite_code)?;
         let state = ctx.data_unchecked::<AppState>();

@@ -4,12 +4,7 @@ use super::{
     types::{Total, User, UserConnection, page_cost},
     viewer::Viewer,
 };
-use crate::{
-    domain::cursor,
-    error::AppError,
-    services::users,
-    state::AppState,
-};
+use crate::{domain::cursor, error::AppError, services::users, state::AppState};
 
 pub struct QueryRoot;
 
@@ -22,7 +17,9 @@ impl QueryRoot {
         Ok(users::find(&state.db, user_id)
             .await?
             .map(User)
-            .ok_or(AppError::Unauthenticated("The signed-in user no longer exists."))?)
+            .ok_or(AppError::Unauthenticated(
+                "The signed-in user no longer exists.",
+            ))?)
     }
 
     /// Every user, newest first. FORBIDDEN unless the caller is an admin (ADMIN_PHONES).
@@ -37,7 +34,9 @@ impl QueryRoot {
         let state = ctx.data_unchecked::<AppState>();
         let caller = users::find(&state.db, user_id)
             .await?
-            .ok_or(AppError::Unauthenticated("The signed-in user no longer exists."))?;
+            .ok_or(AppError::Unauthenticated(
+                "The signed-in user no longer exists.",
+            ))?;
         if !state.config.admin_phones.contains(&caller.phone) {
             return Err(AppError::Forbidden.into());
         }

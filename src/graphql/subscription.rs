@@ -11,7 +11,10 @@ pub struct SubscriptionRoot;
 impl SubscriptionRoot {
     /// Fires for the signed-in user each time someone activates their invite code (graphql-transport-ws;
     /// the access token goes in connection_init's payload as {"Authorization": "Bearer …"}).
-    async fn invited_user_joined(&self, ctx: &Context<'_>) -> async_graphql::Result<BoxStream<'static, User>> {
+    async fn invited_user_joined(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<BoxStream<'static, User>> {
         let me = ctx.data_unchecked::<Viewer>().user_id()?;
         let state = ctx.data_unchecked::<AppState>().clone();
         let events = BroadcastStream::new(state.invite_events.subscribe());

@@ -1,7 +1,13 @@
 //! Who is calling: decided once per request from the `Authorization` header (or, for
 //! subscriptions, the `connection_init` payload) and put into the request data.
 
+use std::net::IpAddr;
+
 use crate::{error::AppError, services::tokens, state::AppState};
+
+/// The client's address, as the HTTP layer determined it (rate limits per IP).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientIp(pub IpAddr);
 
 #[derive(Clone, Copy, Debug)]
 pub enum Viewer {
@@ -35,8 +41,12 @@ impl Viewer {
     pub fn user_id(&self) -> Result<i64, AppError> {
         match self {
             Self::User(id) => Ok(*id),
-            Self::Anonymous => Err(AppError::Unauthenticated("Sign in first: send Authorization: Bearer <accessToken>.")),
-            Self::Invalid => Err(AppError::Unauthenticated("The access token is malformed, expired or revoked.")),
+            Self::Anonymous => Err(AppError::Unauthenticated(
+                "Sign in first: send Authorization: Bearer <accessToken>.",
+            )),
+            Self::Invalid => Err(AppError::Unauthenticated(
+                "The access token is malformed, expired or revoked.",
+            )),
         }
     }
 }

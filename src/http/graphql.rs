@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use async_graphql::{
     BatchRequest, BatchResponse, Data, Request, ServerError,
-    http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS},
+    http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource},
     parser::types::OperationType,
 };
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
@@ -20,16 +20,16 @@ use http_body_util::BodyExt;
 use super::{HttpState, RequestId};
 use crate::{
     error::{AppError, code},
-    graphql::{loaders::Loaders, viewer::Viewer},
+    graphql::{
+        loaders::Loaders,
+        viewer::{ClientIp, Viewer},
+    },
 };
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 
-/// The client's address: the socket's peer, or the last `X-Forwarded-For` hop when the
-/// server is told to trust its proxy.
-#[derive(Clone, Copy, Debug)]
-pub struct ClientIp(pub IpAddr);
-
+/// The client's address: the socket's peer, or the last `X-Forwarded-For` hop (the address
+/// the trusted proxy itself saw) when `TRUST_PROXY_HEADERS` is on.
 fn client_ip(state: &HttpState, parts: &Parts) -> ClientIp {
     if state.app.config.trust_proxy_headers {
         let forwarded = parts
@@ -53,7 +53,12 @@ fn client_ip(state: &HttpState, parts: &Parts) -> ClientIp {
 }
 
 pub async fn graphiql() -> Html<String> {
-    Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql").finish())
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql")
+            .finish(),
+    )
 }
 
 /// A GraphQL error response for failures before execution (bad transport, unparsable body).
@@ -66,7 +71,9 @@ fn request_error(status: StatusCode, message: &str, request_id: &str) -> Respons
     });
     let mut response = (status, axum::Json(body)).into_response();
     if status == StatusCode::METHOD_NOT_ALLOWED {
-        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
     }
     response
 }
@@ -103,7 +110,9 @@ fn with_request_data(
     ip: ClientIp,
     request_id: &RequestId,
 ) -> Request {
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     request
         .data(Viewer::from_authorization(&state.app, authorization))
         .data(Loaders::new(&state.app.db))
@@ -113,13 +122,26 @@ fn with_request_data(
 
 pub async fn post(State(state): State<HttpState>, req: axum::extract::Request) -> Response {
     let (parts, body) = req.into_parts();
-    let request_id = parts.extensions.get::<RequestId>().cloned().unwrap_or(RequestId(String::new()));
+    let request_id = parts
+        .extensions
+        .get::<RequestId>()
+        .cloned()
+        .unwrap_or(RequestId(String::new()));
     let rid = request_id.0.as_str();
 
     // Only JSON: a browser can send text/plain, form and multipart bodies cross-site without a
     // CORS preflight, so accepting them would let any web page post here as its visitors.
-    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if essence != "application/json" && essence != GRAPHQL_RESPONSE_JSON {
         return request_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -140,12 +162,20 @@ pub async fn post(State(state): State<HttpState>, req: axum::extract::Request) -
         }
     };
     let Some(batch) = parse_body(&bytes) else {
-        return request_error(StatusCode::BAD_REQUEST, "The body is not a GraphQL request in JSON.", rid);
+        return request_error(
+            StatusCode::BAD_REQUEST,
+            "The body is not a GraphQL request in JSON.",
+            rid,
+        );
     };
     if let BatchRequest::Batch(requests) = &batch {
         let max = state.app.config.graphql.max_batch;
         if max == 0 {
-            return request_error(StatusCode::BAD_REQUEST, "Batched requests are turned off.", rid);
+            return request_error(
+                StatusCode::BAD_REQUEST,
+                "Batched requests are turned off.",
+                rid,
+            );
         }
         if requests.is_empty() || requests.len() > max {
             return request_error(
@@ -158,10 +188,13 @@ pub async fn post(State(state): State<HttpState>, req: axum::extract::Request) -
 
     // Each operation of a batch gets its own data (and loaders: no cache shared between them).
     let ip = client_ip(&state, &parts);
-    let with_data = |request: Request| with_request_data(request, &state, &parts.headers, ip, &request_id);
+    let with_data =
+        |request: Request| with_request_data(request, &state, &parts.headers, ip, &request_id);
     let batch = match batch {
         BatchRequest::Single(request) => BatchRequest::Single(with_data(request)),
-        BatchRequest::Batch(requests) => BatchRequest::Batch(requests.into_iter().map(with_data).collect()),
+        BatchRequest::Batch(requests) => {
+            BatchRequest::Batch(requests.into_iter().map(with_data).collect())
+        }
     };
     let response = state.schema.execute_batch(batch).await;
     respond(response, wants_graphql_response_json(&parts.headers), rid)
@@ -169,7 +202,11 @@ pub async fn post(State(state): State<HttpState>, req: axum::extract::Request) -
 
 pub async fn get(State(state): State<HttpState>, req: axum::extract::Request) -> Response {
     let (mut parts, _body) = req.into_parts();
-    let request_id = parts.extensions.get::<RequestId>().cloned().unwrap_or(RequestId(String::new()));
+    let request_id = parts
+        .extensions
+        .get::<RequestId>()
+        .cloned()
+        .unwrap_or(RequestId(String::new()));
     let rid = request_id.0.as_str();
 
     // A WebSocket upgrade is a subscription connection.
@@ -178,7 +215,11 @@ pub async fn get(State(state): State<HttpState>, req: axum::extract::Request) ->
         let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &state).await;
         return match (protocol, upgrade) {
             (Ok(protocol), Ok(upgrade)) => subscribe(state, protocol, upgrade),
-            _ => request_error(StatusCode::BAD_REQUEST, "Not a GraphQL WebSocket handshake.", rid),
+            _ => request_error(
+                StatusCode::BAD_REQUEST,
+                "Not a GraphQL WebSocket handshake.",
+                rid,
+            ),
         };
     }
 
@@ -193,7 +234,13 @@ pub async fn get(State(state): State<HttpState>, req: axum::extract::Request) ->
     }
     let request: Request = match async_graphql::http::parse_query_string(query) {
         Ok(request) => request,
-        Err(_) => return request_error(StatusCode::BAD_REQUEST, "The query string is not a GraphQL request.", rid),
+        Err(_) => {
+            return request_error(
+                StatusCode::BAD_REQUEST,
+                "The query string is not a GraphQL request.",
+                rid,
+            );
+        }
     };
     // GET must never change state: refuse mutations (and subscriptions) before executing.
     if let Some(kind) = operation_type(&request) {
@@ -208,7 +255,11 @@ pub async fn get(State(state): State<HttpState>, req: axum::extract::Request) ->
     let ip = client_ip(&state, &parts);
     let request = with_request_data(request, &state, &parts.headers, ip, &request_id);
     let response = state.schema.execute(request).await;
-    respond(BatchResponse::Single(response), wants_graphql_response_json(&parts.headers), rid)
+    respond(
+        BatchResponse::Single(response),
+        wants_graphql_response_json(&parts.headers),
+        rid,
+    )
 }
 
 /// The type of the operation a request would run, when the document parses.
@@ -217,9 +268,10 @@ fn operation_type(request: &Request) -> Option<OperationType> {
     let doc = async_graphql::parser::parse_query(&request.query).ok()?;
     match (&doc.operations, request.operation_name.as_deref()) {
         (DocumentOperations::Single(op), _) => Some(op.node.ty),
-        (DocumentOperations::Multiple(ops), Some(name)) => {
-            ops.iter().find(|(n, _)| n.as_str() == name).map(|(_, op)| op.node.ty)
-        }
+        (DocumentOperations::Multiple(ops), Some(name)) => ops
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, op)| op.node.ty),
         (DocumentOperations::Multiple(ops), None) => {
             // Without a name the request is invalid anyway; refuse if any operation writes.
             if ops.values().any(|op| op.node.ty != OperationType::Query) {
@@ -268,7 +320,11 @@ fn respond(mut response: BatchResponse, graphql_response_json: bool, request_id:
         Ok(body) => body,
         Err(err) => {
             tracing::error!(error = %err, "serialising a GraphQL response failed");
-            return request_error(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on our side.", request_id);
+            return request_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong on our side.",
+                request_id,
+            );
         }
     };
     // GraphQL over HTTP: with the newer media type, a request that could not be executed

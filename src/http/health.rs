@@ -11,7 +11,10 @@ pub async fn healthz() -> Json<Value> {
 /// The database answers.
 pub async fn readyz(State(state): State<HttpState>) -> (StatusCode, Json<Value>) {
     match crate::db::ping(&state.app.db).await {
-        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ok", "database": "ok" }))),
+        Ok(()) => (
+            StatusCode::OK,
+            Json(json!({ "status": "ok", "database": "ok" })),
+        ),
         Err(err) => {
             tracing::warn!(error = %err, "readiness check failed");
             (

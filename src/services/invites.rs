@@ -14,7 +14,11 @@ use crate::{
 };
 
 #[tracing::instrument(skip_all, fields(user_id))]
-pub async fn activate_invite(state: &AppState, user_id: i64, code: InviteCode) -> AppResult<users::Model> {
+pub async fn activate_invite(
+    state: &AppState,
+    user_id: i64,
+    code: InviteCode,
+) -> AppResult<users::Model> {
     let owner = users::Entity::find()
         .filter(Column::InviteCode.eq(code.as_str()))
         .one(&state.db)
@@ -29,25 +33,33 @@ pub async fn activate_invite(state: &AppState, user_id: i64, code: InviteCode) -
         "UPDATE users SET invited_by_id = ?, activated_invite_code = ?, activated_at = ? \
          WHERE id = ? AND invited_by_id IS NULL AND activated_invite_code IS NULL \
          RETURNING id, phone, invite_code, invited_by_id, activated_invite_code, activated_at, created_at",
-        vec![owner.id.into(), code.as_str().into(), now.into(), user_id.into()],
+        vec![
+            owner.id.into(),
+            code.as_str().into(),
+            now.into(),
+            user_id.into(),
+        ],
     );
     match state.db.query_one(update).await? {
         Some(row) => {
             let user = users::Model::from_query_result(&row, "")?;
             // Nobody listening is fine: the send only fails when there are no subscribers.
-            let _ = state
-                .invite_events
-                .send(InviteActivated { inviter_id: owner.id, invitee_id: user.id });
+            let _ = state.invite_events.send(InviteActivated {
+                inviter_id: owner.id,
+                invitee_id: user.id,
+            });
             tracing::info!(inviter_id = owner.id, "invite activated");
             Ok(user)
         }
         None => {
             let me = users::Entity::find_by_id(user_id).one(&state.db).await?;
             match me.and_then(|me| me.activated_invite_code) {
-                Some(activated_invite_code) => {
-                    Err(AppError::InviteAlreadyActivated { activated_invite_code })
-                }
-                None => Err(AppError::Unauthenticated("The signed-in user no longer exists.")),
+                Some(activated_invite_code) => Err(AppError::InviteAlreadyActivated {
+                    activated_invite_code,
+                }),
+                None => Err(AppError::Unauthenticated(
+                    "The signed-in user no longer exists.",
+                )),
             }
         }
     }

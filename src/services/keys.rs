@@ -31,7 +31,14 @@ impl Keys {
     /// The stored form of a one-time code: bound to the phone and to the moment the code was
     /// issued, so equal codes never share a hash.
     pub fn otp_hash(&self, phone: &str, issued_at_micros: i64, code: &str) -> String {
-        mac_hex(&self.otp, &[phone.as_bytes(), &issued_at_micros.to_be_bytes(), code.as_bytes()])
+        mac_hex(
+            &self.otp,
+            &[
+                phone.as_bytes(),
+                &issued_at_micros.to_be_bytes(),
+                code.as_bytes(),
+            ],
+        )
     }
 
     /// The stored form of a refresh token.

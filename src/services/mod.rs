@@ -4,6 +4,7 @@
 
 pub mod invites;
 pub mod keys;
+pub mod limits;
 pub mod otp;
 pub mod tokens;
 pub mod users;

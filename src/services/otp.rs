@@ -2,6 +2,8 @@
 //! user in. Every check-then-write is a single conditional statement, so concurrent requests
 //! (aliases, JSON batches, several instances) can never both pass a check.
 
+use std::net::IpAddr;
+
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait,
@@ -17,7 +19,7 @@ use crate::{
     error::{AppError, AppResult},
     services::{
         keys::constant_time_eq,
-        seconds_until,
+        limits, seconds_until,
         tokens::{self, TokenPair},
         users,
     },
@@ -42,19 +44,50 @@ pub struct SignIn {
 }
 
 /// Issues a fresh code for `phone`, replacing any pending one, and hands it to the SMS sender
-/// off the request path. A resend inside the cooldown is refused without touching the code
-/// the user already has.
+/// off the request path. Refused, in this order and without touching the code the user already
+/// has: a destination country outside `SMS_ALLOWED_REGIONS`, a phone whose failure budget is
+/// spent, a resend inside the cooldown, and any full send window (per phone, per IP, global).
 #[tracing::instrument(skip_all, fields(phone = %phone))]
-pub async fn request_code(state: &AppState, phone: Phone) -> AppResult<CodeIssued> {
+pub async fn request_code(state: &AppState, phone: Phone, ip: IpAddr) -> AppResult<CodeIssued> {
     let config = &state.config;
+    if !config.sms_allowed_regions.is_empty()
+        && !phone
+            .region()
+            .is_some_and(|r| config.sms_allowed_regions.contains(r))
+    {
+        return Err(AppError::bad_input(
+            "phone",
+            "Codes cannot be sent to this country.",
+        ));
+    }
     let now = state.clock.now();
+    // A phone locked by wrong guesses gets no new code: otherwise waiting out the resend
+    // cooldown would reset the attacker's chances.
+    limits::check(&state.db, &limits::failure_windows(config, &phone), now).await?;
+    if let Some(pending) = pending_code(&state.db, &phone).await? {
+        if pending.resend_available_at > now {
+            return Err(AppError::RateLimited {
+                retry_after: seconds_until(now, pending.resend_available_at),
+            });
+        }
+    }
+
     let expires_at = now + config.otp_ttl;
     let resend_available_at = now + config.otp_resend_cooldown;
     let code = OtpCode::generate(config.otp_length);
-    let hash = state.keys.otp_hash(phone.as_str(), now.timestamp_micros(), code.expose());
+    let hash = state
+        .keys
+        .otp_hash(phone.as_str(), now.timestamp_micros(), code.expose());
 
+    let txn = state.db.begin().await?;
+    if let Err(err) =
+        limits::check_and_record(&txn, &limits::code_windows(config, &phone, ip), now).await
+    {
+        txn.rollback().await?;
+        return Err(err);
+    }
     // Insert, or replace the pending row only when its cooldown is over: the cooldown check and
-    // the write are one statement.
+    // the write are one statement (the read above only spares the send windows a wasted slot).
     let upsert = Query::insert()
         .into_table(otp_codes::Entity)
         .columns([
@@ -92,17 +125,25 @@ pub async fn request_code(state: &AppState, phone: Phone) -> AppResult<CodeIssue
         )
         .returning_col(Column::Id)
         .to_owned();
-    let backend = state.db.get_database_backend();
-    if state.db.query_one(backend.build(&upsert)).await?.is_none() {
-        let pending = pending_code(&state.db, &phone).await?;
-        let retry_at = pending.map_or(resend_available_at, |row| row.resend_available_at);
-        return Err(AppError::RateLimited { retry_after: seconds_until(now, retry_at) });
+    let backend = txn.get_database_backend();
+    if txn.query_one(backend.build(&upsert)).await?.is_none() {
+        // Another request for this phone won the race.
+        txn.rollback().await?;
+        return Err(AppError::RateLimited {
+            retry_after: seconds_until(now, resend_available_at),
+        });
     }
+    txn.commit().await?;
 
     let dev_code = config.otp_expose.then(|| code.expose().to_owned());
     deliver(state, phone.clone(), code);
     tracing::info!("code issued");
-    Ok(CodeIssued { phone, expires_at, resend_available_at, dev_code })
+    Ok(CodeIssued {
+        phone,
+        expires_at,
+        resend_available_at,
+        dev_code,
+    })
 }
 
 /// Sends the code in the background: a slow provider never holds the GraphQL request, and the
@@ -120,44 +161,74 @@ async fn pending_code(
     conn: &impl ConnectionTrait,
     phone: &Phone,
 ) -> AppResult<Option<otp_codes::Model>> {
-    Ok(otp_codes::Entity::find().filter(Column::Phone.eq(phone.as_str())).one(conn).await?)
+    Ok(otp_codes::Entity::find()
+        .filter(Column::Phone.eq(phone.as_str()))
+        .one(conn)
+        .await?)
 }
 
 /// Checks `code` for `phone` and signs the user in (creating them on first success).
+///
+/// Every call counts, however it arrives (aliases, batches, instances): the per-IP window is
+/// recorded first; then the code's row is claimed with an atomic `attempts + 1`, which also
+/// locks it, so all verifies of one phone take turns; under that lock the phone's failure
+/// budget is read exactly, a wrong guess is recorded against it, and a right one consumes the
+/// code, creates or loads the user and issues tokens in the same transaction.
 #[tracing::instrument(skip_all, fields(phone = %phone))]
-pub async fn verify_code(state: &AppState, phone: Phone, code: OtpCode) -> AppResult<SignIn> {
+pub async fn verify_code(
+    state: &AppState,
+    phone: Phone,
+    code: OtpCode,
+    ip: IpAddr,
+) -> AppResult<SignIn> {
     let config = &state.config;
     let now = state.clock.now();
     let max_attempts = config.otp_max_attempts as i32;
 
-    // Count the attempt before comparing, atomically: a guess is spent whether or not it is
-    // right, and no two concurrent guesses can both see the last attempt as free.
+    let verify_windows = limits::verify_windows(config, ip);
+    if verify_windows.iter().any(|w| w.max > 0) {
+        let txn = state.db.begin().await?;
+        if let Err(err) = limits::check_and_record(&txn, &verify_windows, now).await {
+            txn.rollback().await?;
+            return Err(err);
+        }
+        txn.commit().await?;
+    }
+
+    let txn = state.db.begin().await?;
     let claim = db::raw(
-        state.db.get_database_backend(),
+        txn.get_database_backend(),
         "UPDATE otp_codes SET attempts = attempts + 1 \
          WHERE phone = ? AND consumed_at IS NULL AND attempts < ? AND expires_at > ? \
          RETURNING id, code_hash, attempts, created_at",
         vec![phone.as_str().into(), max_attempts.into(), now.into()],
     );
-    let Some(row) = state.db.query_one(claim).await? else {
+    let Some(row) = txn.query_one(claim).await? else {
+        txn.rollback().await?;
         return Err(why_no_attempt(state, &phone, now).await?);
     };
+    if let Err(err) = limits::check(&txn, &limits::failure_windows(config, &phone), now).await {
+        // The budget is spent: this guess is not looked at, and costs the code nothing.
+        txn.rollback().await?;
+        return Err(err);
+    }
     let id: i64 = row.try_get("", "id")?;
     let stored_hash: String = row.try_get("", "code_hash")?;
     let attempts: i32 = row.try_get("", "attempts")?;
     let issued_at: DateTime<Utc> = row.try_get("", "created_at")?;
     let attempts_left = (max_attempts - attempts).max(0) as u32;
 
-    let presented = state.keys.otp_hash(phone.as_str(), issued_at.timestamp_micros(), code.expose());
+    let presented =
+        state
+            .keys
+            .otp_hash(phone.as_str(), issued_at.timestamp_micros(), code.expose());
     if !constant_time_eq(&presented, &stored_hash) {
+        limits::record_failure(&txn, config, &phone, now).await?;
+        txn.commit().await?;
         tracing::info!(attempts_left, "wrong code");
         return Err(AppError::InvalidCode { attempts_left });
     }
 
-    // Consume the code, create or load the user and issue tokens in one transaction. The
-    // consume is conditional on the code still being this one and unused: exactly one of any
-    // number of concurrent right guesses gets through.
-    let txn = state.db.begin().await?;
     let consume = db::raw(
         txn.get_database_backend(),
         "UPDATE otp_codes SET consumed_at = ? WHERE id = ? AND code_hash = ? AND consumed_at IS NULL",
@@ -171,12 +242,27 @@ pub async fn verify_code(state: &AppState, phone: Phone, code: OtpCode) -> AppRe
     let tokens = tokens::issue_pair(&txn, state, user.id, None, now).await?;
     txn.commit().await?;
     tracing::info!(user_id = user.id, is_new_user, "signed in");
-    Ok(SignIn { user, tokens, is_new_user })
+    Ok(SignIn {
+        user,
+        tokens,
+        is_new_user,
+    })
 }
 
 /// The error for a verify that found no attempt to spend: no code, a used one, an expired one,
 /// or one whose attempts are all spent.
-async fn why_no_attempt(state: &AppState, phone: &Phone, now: DateTime<Utc>) -> AppResult<AppError> {
+async fn why_no_attempt(
+    state: &AppState,
+    phone: &Phone,
+    now: DateTime<Utc>,
+) -> AppResult<AppError> {
+    // A spent failure budget outranks everything else: a new code would not help either.
+    limits::check(
+        &state.db,
+        &limits::failure_windows(&state.config, phone),
+        now,
+    )
+    .await?;
     let Some(row) = pending_code(&state.db, phone).await? else {
         return Ok(AppError::InvalidCode { attempts_left: 0 });
     };
@@ -184,7 +270,9 @@ async fn why_no_attempt(state: &AppState, phone: &Phone, now: DateTime<Utc>) -> 
         AppError::InvalidCode { attempts_left: 0 }
     } else if row.attempts >= state.config.otp_max_attempts as i32 {
         // The code is burned: only a new one helps, and that is possible after the cooldown.
-        AppError::RateLimited { retry_after: seconds_until(now, row.resend_available_at) }
+        AppError::RateLimited {
+            retry_after: seconds_until(now, row.resend_available_at),
+        }
     } else {
         AppError::CodeExpired
     })

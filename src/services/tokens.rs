@@ -66,7 +66,10 @@ pub fn encode_access_token(
         aud: AUDIENCE.to_owned(),
         sid: family_id.to_owned(),
     };
-    let header = Header { typ: Some(ACCESS_TOKEN_TYP.to_owned()), ..Header::new(Algorithm::HS256) };
+    let header = Header {
+        typ: Some(ACCESS_TOKEN_TYP.to_owned()),
+        ..Header::new(Algorithm::HS256)
+    };
     jsonwebtoken::encode(&header, &claims, &state.keys.jwt_encoding).map_err(AppError::internal)
 }
 
@@ -166,7 +169,10 @@ async fn revoke_if_active(
     let Some(row) = txn.query_one(stmt).await? else {
         return Ok(None);
     };
-    Ok(Some((row.try_get("", "user_id")?, row.try_get("", "family_id")?)))
+    Ok(Some((
+        row.try_get("", "user_id")?,
+        row.try_get("", "family_id")?,
+    )))
 }
 
 /// A token that exists but was already rotated (or revoked) came back: whoever holds it may
@@ -181,7 +187,10 @@ async fn revoke_family_on_reuse(state: &AppState, hash: &str, now: DateTime<Utc>
     );
     let revoked = state.db.execute(stmt).await?.rows_affected();
     if revoked > 0 {
-        tracing::warn!(revoked, "a rotated refresh token was presented again; its sign-in was revoked");
+        tracing::warn!(
+            revoked,
+            "a rotated refresh token was presented again; its sign-in was revoked"
+        );
     }
     Ok(())
 }

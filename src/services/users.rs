@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, sea_query::{OnConflict, Query},
+    QueryOrder, QuerySelect,
+    sea_query::{OnConflict, Query},
 };
 
 use crate::{
@@ -49,11 +50,17 @@ pub async fn find_or_create(
         }
         // Nothing inserted: either the phone exists (a returning user) or the invite code
         // collided (draw again).
-        if let Some(user) = users::Entity::find().filter(Column::Phone.eq(phone.as_str())).one(conn).await? {
+        if let Some(user) = users::Entity::find()
+            .filter(Column::Phone.eq(phone.as_str()))
+            .one(conn)
+            .await?
+        {
             return Ok((user, false));
         }
     }
-    Err(AppError::internal(anyhow::anyhow!("could not draw a free invite code")))
+    Err(AppError::internal(anyhow::anyhow!(
+        "could not draw a free invite code"
+    )))
 }
 
 /// Users newest first, for admins: up to `first` after the cursor, and whether more follow.
@@ -62,7 +69,9 @@ pub async fn page_all(
     first: u64,
     after: Option<i64>,
 ) -> AppResult<(Vec<users::Model>, bool)> {
-    let mut query = users::Entity::find().order_by_desc(Column::Id).limit(first + 1);
+    let mut query = users::Entity::find()
+        .order_by_desc(Column::Id)
+        .limit(first + 1);
     if let Some(after) = after {
         query = query.filter(Column::Id.lt(after));
     }

@@ -16,7 +16,11 @@ impl RecordingSender {
 
     /// The last message sent to `e164`, if any.
     pub fn last_to(&self, e164: &str) -> Option<String> {
-        self.messages().into_iter().rev().find(|(to, _)| to == e164).map(|(_, text)| text)
+        self.messages()
+            .into_iter()
+            .rev()
+            .find(|(to, _)| to == e164)
+            .map(|(_, text)| text)
     }
 }
 

@@ -26,8 +26,13 @@ async fn request_code_reports_e164_and_times_and_sends_the_code() {
     assert_eq!(payload["phone"], "+79120000001");
     let code = payload["devCode"].as_str().expect("devCode in development");
     assert_eq!(code.len(), 4);
-    let expires: chrono::DateTime<chrono::Utc> = payload["expiresAt"].as_str().unwrap().parse().unwrap();
-    let resend: chrono::DateTime<chrono::Utc> = payload["resendAvailableAt"].as_str().unwrap().parse().unwrap();
+    let expires: chrono::DateTime<chrono::Utc> =
+        payload["expiresAt"].as_str().unwrap().parse().unwrap();
+    let resend: chrono::DateTime<chrono::Utc> = payload["resendAvailableAt"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let now = phone_auth::clock::Clock::now(&app.clock);
     assert_eq!((expires - now).num_seconds(), 300);
     assert_eq!((resend - now).num_seconds(), 60);
@@ -39,7 +44,10 @@ async fn request_code_reports_e164_and_times_and_sends_the_code() {
         tokio::task::yield_now().await;
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    let text = app.sms.last_to("+79120000001").expect("the SMS sender got the code");
+    let text = app
+        .sms
+        .last_to("+79120000001")
+        .expect("the SMS sender got the code");
     assert!(text.contains(code), "{text}");
 }
 
@@ -63,7 +71,13 @@ async fn code_length_is_configurable() {
 #[tokio::test]
 async fn invalid_phones_are_bad_user_input() {
     let app = TestApp::spawn().await;
-    for raw in ["", "12", "not a phone", "+7 912 345 67 89 00 11", "+999123456789"] {
+    for raw in [
+        "",
+        "12",
+        "not a phone",
+        "+7 912 345 67 89 00 11",
+        "+999123456789",
+    ] {
         let body = app.request_code(raw).await;
         assert_code(&body, "BAD_USER_INPUT");
         assert_eq!(body["errors"][0]["extensions"]["field"], "phone", "{raw}");
@@ -90,7 +104,15 @@ async fn malformed_codes_are_bad_user_input() {
 }
 
 fn wrong(code: &str) -> String {
-    code.chars().map(|c| if c == '9' { '0' } else { char::from(c as u8 + 1) }).collect()
+    code.chars()
+        .map(|c| {
+            if c == '9' {
+                '0'
+            } else {
+                char::from(c as u8 + 1)
+            }
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -105,7 +127,9 @@ async fn wrong_code_counts_attempts_down_then_the_code_is_dead() {
     // Burned: even the right code fails, with RATE_LIMITED and when to ask again.
     let body = app.verify(&phone(1), &code).await;
     assert_code(&body, "RATE_LIMITED");
-    let retry = body["errors"][0]["extensions"]["retryAfter"].as_u64().expect("retryAfter");
+    let retry = body["errors"][0]["extensions"]["retryAfter"]
+        .as_u64()
+        .expect("retryAfter");
     assert!((1..=60).contains(&retry), "{retry}");
     // After the cooldown a new code works.
     app.advance(61);
@@ -198,7 +222,11 @@ async fn first_sign_in_creates_the_user_and_later_ones_keep_it() {
     assert_eq!(payload["expiresIn"], 900);
     let invite = payload["user"]["inviteCode"].as_str().expect("invite code");
     assert_eq!(invite.len(), 6);
-    assert!(invite.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()));
+    assert!(
+        invite
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    );
     assert!(payload["user"]["activatedInviteCode"].is_null());
 
     app.advance(61);
@@ -206,7 +234,10 @@ async fn first_sign_in_creates_the_user_and_later_ones_keep_it() {
     let second = app.verify(&phone(1), &code).await;
     assert_eq!(second["data"]["verifyCode"]["isNewUser"], false);
     assert_eq!(second["data"]["verifyCode"]["user"]["inviteCode"], invite);
-    assert_eq!(second["data"]["verifyCode"]["user"]["id"], payload["user"]["id"]);
+    assert_eq!(
+        second["data"]["verifyCode"]["user"]["id"],
+        payload["user"]["id"]
+    );
 }
 
 #[tokio::test]
@@ -224,12 +255,19 @@ async fn me_shows_the_profile() {
     let app = TestApp::spawn().await;
     let session = app.sign_in(&phone(1)).await;
     let body = app
-        .gql_as(&session.access_token, "{ me { id phone inviteCode activatedInviteCode createdAt } }", json!({}))
+        .gql_as(
+            &session.access_token,
+            "{ me { id phone inviteCode activatedInviteCode createdAt } }",
+            json!({}),
+        )
         .await;
     assert_ok(&body);
     assert_eq!(body["data"]["me"]["id"], session.user_id.as_str());
     assert_eq!(body["data"]["me"]["phone"], phone(1));
-    assert_eq!(body["data"]["me"]["inviteCode"], session.invite_code.as_str());
+    assert_eq!(
+        body["data"]["me"]["inviteCode"],
+        session.invite_code.as_str()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,8 +287,14 @@ async fn concurrent_right_guesses_sign_in_exactly_once() {
         if session_from(&body["data"]["verifyCode"]).is_some() {
             wins += 1;
         } else {
-            let code = body["errors"][0]["extensions"]["code"].as_str().unwrap_or_default().to_owned();
-            assert!(["INVALID_CODE", "RATE_LIMITED"].contains(&code.as_str()), "{body}");
+            let code = body["errors"][0]["extensions"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            assert!(
+                ["INVALID_CODE", "RATE_LIMITED"].contains(&code.as_str()),
+                "{body}"
+            );
         }
     }
     assert_eq!(wins, 1);

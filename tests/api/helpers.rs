@@ -20,13 +20,7 @@ use axum::{
 };
 use chrono::TimeDelta;
 use http_body_util::BodyExt;
-use phone_auth::{
-    clock::ManualClock,
-    config::Config,
-    db,
-    sms::RecordingSender,
-    state::AppState,
-};
+use phone_auth::{clock::ManualClock, config::Config, db, sms::RecordingSender, state::AppState};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -59,7 +53,10 @@ pub struct Session {
 /// Settings every test shares: no SMS delay, codes exposed (tests read `devCode`), per-IP
 /// limits off (the whole suite comes from one address); per-phone and per-code rules stay on.
 const BASE: &[(&str, &str)] = &[
-    ("JWT_SECRET", "test-secret-test-secret-test-secret-0123456789"),
+    (
+        "JWT_SECRET",
+        "test-secret-test-secret-test-secret-0123456789",
+    ),
     ("SMS_DELAY_MS", "0"),
     ("OTP_EXPOSE", "true"),
     ("IP_CODES_PER_HOUR", "0"),
@@ -74,10 +71,15 @@ const BASE: &[(&str, &str)] = &[
 pub async fn fresh_database_url() -> String {
     match std::env::var("TEST_DATABASE_URL") {
         Ok(url) if url.starts_with("postgres") => {
-            let admin = db::connect(&url, 1).await.expect("TEST_DATABASE_URL is reachable");
+            let admin = db::connect(&url, 1)
+                .await
+                .expect("TEST_DATABASE_URL is reachable");
             let name = format!("test_{}", uuid::Uuid::new_v4().simple());
             admin
-                .execute(Statement::from_string(admin.get_database_backend(), format!("CREATE DATABASE {name}")))
+                .execute(Statement::from_string(
+                    admin.get_database_backend(),
+                    format!("CREATE DATABASE {name}"),
+                ))
                 .await
                 .expect("can create a test database");
             admin.close().await.ok();
@@ -103,15 +105,19 @@ impl TestApp {
 
     /// A second app (another "instance") on an existing database.
     pub async fn with_database(url: &str, overrides: &[(&str, &str)]) -> Self {
-        let mut env: HashMap<String, String> =
-            BASE.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut env: HashMap<String, String> = BASE
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         env.insert("DATABASE_URL".into(), url.to_owned());
         for (k, v) in overrides {
             env.insert(k.to_string(), v.to_string());
         }
-        let config = Config::from_lookup(|key| env.get(key).cloned()).expect("test config is valid");
-        let mut conn: DatabaseConnection =
-            db::connect(&config.database_url, 5).await.expect("test database opens");
+        let config =
+            Config::from_lookup(|key| env.get(key).cloned()).expect("test config is valid");
+        let mut conn: DatabaseConnection = db::connect(&config.database_url, 5)
+            .await
+            .expect("test database opens");
         db::migrate(&conn).await.expect("migrations apply");
 
         let statements = Arc::new(AtomicUsize::new(0));
@@ -132,7 +138,14 @@ impl TestApp {
         let state = AppState::new(config, conn, Arc::new(clock.clone()), Arc::new(sms.clone()));
         let router = phone_auth::app::build_router(state.clone())
             .layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
-        Self { router, state, clock, sms, statements, statement_log }
+        Self {
+            router,
+            state,
+            clock,
+            sms,
+            statements,
+            statement_log,
+        }
     }
 
     pub fn advance(&self, seconds: i64) {
@@ -145,7 +158,10 @@ impl TestApp {
     }
 
     pub fn statement_log(&self) -> Vec<String> {
-        self.statement_log.lock().map(|l| l.clone()).unwrap_or_default()
+        self.statement_log
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
     }
 
     pub fn reset_statements(&self) {
@@ -156,16 +172,31 @@ impl TestApp {
     }
 
     pub async fn send(&self, request: Request<Body>) -> Response {
-        let response = self.router.clone().oneshot(request).await.expect("the router answers");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router answers");
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
         let body = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
-        Response { status, headers, body }
+        Response {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// POSTs a raw body with the given headers.
@@ -174,7 +205,8 @@ impl TestApp {
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
-        self.send(request.body(body.into()).expect("request builds")).await
+        self.send(request.body(body.into()).expect("request builds"))
+            .await
     }
 
     pub async fn get(&self, uri: &str, headers: &[(&str, &str)]) -> Response {
@@ -182,7 +214,8 @@ impl TestApp {
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
-        self.send(request.body(Body::empty()).expect("request builds")).await
+        self.send(request.body(Body::empty()).expect("request builds"))
+            .await
     }
 
     /// Runs one GraphQL operation (JSON POST) and returns the response body.
@@ -263,7 +296,9 @@ pub fn session_from(payload: &Value) -> Option<Session> {
 
 /// The first error's `extensions.code`, or `None` when the response has no errors.
 pub fn error_code(body: &Value) -> Option<String> {
-    body["errors"][0]["extensions"]["code"].as_str().map(str::to_owned)
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .map(str::to_owned)
 }
 
 #[track_caller]
@@ -273,7 +308,10 @@ pub fn assert_code(body: &Value, code: &str) {
 
 #[track_caller]
 pub fn assert_ok(body: &Value) {
-    assert!(body.get("errors").is_none_or(|e| e.is_null()), "unexpected errors: {body}");
+    assert!(
+        body.get("errors").is_none_or(|e| e.is_null()),
+        "unexpected errors: {body}"
+    );
 }
 
 /// A distinct valid Russian mobile number for each `n`.

@@ -40,7 +40,10 @@ async fn the_running_server_serves_the_same_schema() {
             "{name} is served but not in the SDL"
         );
     }
-    assert_eq!(body["data"]["__schema"]["subscriptionType"]["name"], "Subscription");
+    assert_eq!(
+        body["data"]["__schema"]["subscriptionType"]["name"],
+        "Subscription"
+    );
 }
 
 #[test]
@@ -70,6 +73,9 @@ fn schema_has_every_field_of_the_contract() {
         "hasNextPage: Boolean!",
         "scalar DateTime",
     ] {
-        assert!(sdl.contains(needle), "missing from the schema: {needle}\n{sdl}");
+        assert!(
+            sdl.contains(needle),
+            "missing from the schema: {needle}\n{sdl}"
+        );
     }
 }

@@ -33,14 +33,21 @@ fn development_defaults_work_with_no_environment() {
 
 #[test]
 fn production_refuses_a_missing_short_or_default_secret() {
-    let base = [("APP_ENV", "production"), ("OTP_EXPOSE", "false"), ("SMS_PROVIDER", "console")];
+    let base = [
+        ("APP_ENV", "production"),
+        ("OTP_EXPOSE", "false"),
+        ("SMS_PROVIDER", "console"),
+    ];
     let err = config(&base).unwrap_err();
     assert!(err.contains("JWT_SECRET"), "{err}");
     let mut short = base.to_vec();
     short.push(("JWT_SECRET", "too-short"));
     assert!(config(&short).unwrap_err().contains("JWT_SECRET"));
     let mut default = base.to_vec();
-    default.push(("JWT_SECRET", "please-change-this-secret-to-32-or-more-bytes"));
+    default.push((
+        "JWT_SECRET",
+        "please-change-this-secret-to-32-or-more-bytes",
+    ));
     assert!(config(&default).unwrap_err().contains("JWT_SECRET"));
     let mut good = base.to_vec();
     good.push(("JWT_SECRET", GOOD_SECRET));
@@ -50,8 +57,12 @@ fn production_refuses_a_missing_short_or_default_secret() {
 #[test]
 fn production_refuses_exposed_codes() {
     // Off by default in production; turning it on is refused.
-    let c = config(&[("APP_ENV", "production"), ("JWT_SECRET", GOOD_SECRET), ("SMS_PROVIDER", "console")])
-        .expect("production defaults keep codes out of responses");
+    let c = config(&[
+        ("APP_ENV", "production"),
+        ("JWT_SECRET", GOOD_SECRET),
+        ("SMS_PROVIDER", "console"),
+    ])
+    .expect("production defaults keep codes out of responses");
     assert!(!c.otp_expose);
     let err = config(&[
         ("APP_ENV", "production"),
@@ -65,8 +76,12 @@ fn production_refuses_exposed_codes() {
 
 #[test]
 fn production_refuses_the_console_provider_without_opt_in() {
-    let err = config(&[("APP_ENV", "production"), ("JWT_SECRET", GOOD_SECRET), ("OTP_EXPOSE", "false")])
-        .unwrap_err();
+    let err = config(&[
+        ("APP_ENV", "production"),
+        ("JWT_SECRET", GOOD_SECRET),
+        ("OTP_EXPOSE", "false"),
+    ])
+    .unwrap_err();
     assert!(err.contains("SMS_PROVIDER"), "{err}");
 }
 
@@ -91,17 +106,26 @@ fn bad_values_name_their_variable() {
 
 #[test]
 fn debug_output_never_shows_the_secret() {
-    let c = config(&[("JWT_SECRET", GOOD_SECRET), ("DATABASE_URL", "postgres://u:hunter2@db/x")]).unwrap();
+    let c = config(&[
+        ("JWT_SECRET", GOOD_SECRET),
+        ("DATABASE_URL", "postgres://u:hunter2@db/x"),
+    ])
+    .unwrap();
     let debug = format!("{c:?}");
     assert!(!debug.contains(GOOD_SECRET));
     assert!(!debug.contains("hunter2"));
 }
 
 fn run_binary(env: &[(&str, &str)]) -> std::process::Output {
-    let dir = std::env::temp_dir().join(format!("phone-auth-start-{}", uuid::Uuid::new_v4().simple()));
+    let dir = std::env::temp_dir().join(format!(
+        "phone-auth-start-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_phone-auth"));
-    cmd.current_dir(&dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd.current_dir(&dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -114,12 +138,27 @@ fn run_binary(env: &[(&str, &str)]) -> std::process::Output {
 fn the_binary_exits_non_zero_on_unsafe_production_settings() {
     for (env, needle) in [
         (vec![("APP_ENV", "production")], "JWT_SECRET"),
-        (vec![("APP_ENV", "production"), ("JWT_SECRET", "short")], "JWT_SECRET"),
         (
-            vec![("APP_ENV", "production"), ("JWT_SECRET", GOOD_SECRET), ("SMS_PROVIDER", "console"), ("OTP_EXPOSE", "true")],
+            vec![("APP_ENV", "production"), ("JWT_SECRET", "short")],
+            "JWT_SECRET",
+        ),
+        (
+            vec![
+                ("APP_ENV", "production"),
+                ("JWT_SECRET", GOOD_SECRET),
+                ("SMS_PROVIDER", "console"),
+                ("OTP_EXPOSE", "true"),
+            ],
             "OTP_EXPOSE",
         ),
-        (vec![("APP_ENV", "production"), ("JWT_SECRET", GOOD_SECRET), ("OTP_EXPOSE", "false")], "SMS_PROVIDER"),
+        (
+            vec![
+                ("APP_ENV", "production"),
+                ("JWT_SECRET", GOOD_SECRET),
+                ("OTP_EXPOSE", "false"),
+            ],
+            "SMS_PROVIDER",
+        ),
     ] {
         let out = run_binary(&env);
         assert!(!out.status.success(), "{env:?} started");

@@ -17,7 +17,11 @@ async fn refresh(app: &TestApp, token: &str) -> Value {
 }
 
 async fn logout(app: &TestApp, token: &str) -> Value {
-    app.gql("mutation($t: String!) { logout(refreshToken: $t) }", json!({ "t": token })).await
+    app.gql(
+        "mutation($t: String!) { logout(refreshToken: $t) }",
+        json!({ "t": token }),
+    )
+    .await
 }
 
 fn rotated(body: &Value) -> Session {
@@ -42,14 +46,23 @@ async fn me_without_or_with_a_bad_token_is_unauthenticated() {
         assert_code(&app.gql_as(token, ME, json!({})).await, "UNAUTHENTICATED");
     }
     // A refresh token is not an access token.
-    assert_code(&app.gql_as(&s.refresh_token, ME, json!({})).await, "UNAUTHENTICATED");
+    assert_code(
+        &app.gql_as(&s.refresh_token, ME, json!({})).await,
+        "UNAUTHENTICATED",
+    );
 }
 
 fn tamper_payload(token: &str, edit: impl FnOnce(&mut Value)) -> String {
     let parts: Vec<&str> = token.split('.').collect();
-    let mut claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    let mut claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
     edit(&mut claims);
-    format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(claims.to_string()), parts[2])
+    format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+        parts[2]
+    )
 }
 
 #[tokio::test]
@@ -66,9 +79,16 @@ async fn alg_none_token_is_unauthenticated() {
     let app = TestApp::spawn().await;
     let s = app.sign_in(&phone(1)).await;
     let payload = s.access_token.split('.').nth(1).unwrap().to_owned();
-    for header in [r#"{"alg":"none","typ":"at+jwt"}"#, r#"{"alg":"None"}"#, r#"{"alg":"HS512","typ":"at+jwt"}"#] {
+    for header in [
+        r#"{"alg":"none","typ":"at+jwt"}"#,
+        r#"{"alg":"None"}"#,
+        r#"{"alg":"HS512","typ":"at+jwt"}"#,
+    ] {
         let header = URL_SAFE_NO_PAD.encode(header);
-        for token in [format!("{header}.{payload}."), format!("{header}.{payload}")] {
+        for token in [
+            format!("{header}.{payload}."),
+            format!("{header}.{payload}"),
+        ] {
             assert_code(&app.gql_as(&token, ME, json!({})).await, "UNAUTHENTICATED");
         }
     }
@@ -78,10 +98,14 @@ async fn alg_none_token_is_unauthenticated() {
 async fn token_signed_with_another_key_is_unauthenticated() {
     let app = TestApp::spawn().await;
     let s = app.sign_in(&phone(1)).await;
-    let other = TestApp::with_env(&[("JWT_SECRET", "another-secret-another-secret-another-secret")]).await;
+    let other =
+        TestApp::with_env(&[("JWT_SECRET", "another-secret-another-secret-another-secret")]).await;
     let foreign = other.sign_in(&phone(1)).await;
     assert_eq!(foreign.user_id, s.user_id, "both databases start at id 1");
-    assert_code(&app.gql_as(&foreign.access_token, ME, json!({})).await, "UNAUTHENTICATED");
+    assert_code(
+        &app.gql_as(&foreign.access_token, ME, json!({})).await,
+        "UNAUTHENTICATED",
+    );
 }
 
 #[tokio::test]
@@ -91,7 +115,10 @@ async fn expired_access_token_is_unauthenticated() {
     app.advance(900 - 10);
     assert_ok(&app.gql_as(&s.access_token, ME, json!({})).await);
     app.advance(20);
-    assert_code(&app.gql_as(&s.access_token, ME, json!({})).await, "UNAUTHENTICATED");
+    assert_code(
+        &app.gql_as(&s.access_token, ME, json!({})).await,
+        "UNAUTHENTICATED",
+    );
 }
 
 #[tokio::test]
@@ -127,7 +154,10 @@ async fn reuse_in_one_sign_in_leaves_other_sign_ins_alone() {
     app.advance(61);
     let laptop = app.sign_in(&phone(1)).await;
     rotated(&refresh(&app, &phone_sign_in.refresh_token).await);
-    assert_code(&refresh(&app, &phone_sign_in.refresh_token).await, "UNAUTHENTICATED");
+    assert_code(
+        &refresh(&app, &phone_sign_in.refresh_token).await,
+        "UNAUTHENTICATED",
+    );
     assert_ok(&refresh(&app, &laptop.refresh_token).await);
 }
 
@@ -156,7 +186,10 @@ async fn logout_revokes_the_sign_in() {
     assert_eq!(body["data"]["logout"], true);
     assert_code(&refresh(&app, &s.refresh_token).await, "UNAUTHENTICATED");
     // A second logout with the same token: it is no longer valid.
-    assert_eq!(logout(&app, &s.refresh_token).await["data"]["logout"], false);
+    assert_eq!(
+        logout(&app, &s.refresh_token).await["data"]["logout"],
+        false
+    );
     assert_eq!(logout(&app, "unknown").await["data"]["logout"], false);
 }
 
@@ -171,14 +204,19 @@ async fn logout_all_revokes_every_sign_in_of_the_caller_only() {
     let b = app.sign_in(&phone(2)).await;
     let a3 = rotated(&refresh(&app, &a3.refresh_token).await);
 
-    let body = app.gql_as(&a1.access_token, "mutation { logoutAll }", json!({})).await;
+    let body = app
+        .gql_as(&a1.access_token, "mutation { logoutAll }", json!({}))
+        .await;
     assert_ok(&body);
     assert_eq!(body["data"]["logoutAll"], 3);
     for s in [&a1, &a2, &a3] {
         assert_code(&refresh(&app, &s.refresh_token).await, "UNAUTHENTICATED");
     }
     assert_ok(&refresh(&app, &b.refresh_token).await);
-    assert_code(&app.gql("mutation { logoutAll }", json!({})).await, "UNAUTHENTICATED");
+    assert_code(
+        &app.gql("mutation { logoutAll }", json!({})).await,
+        "UNAUTHENTICATED",
+    );
 }
 
 #[tokio::test]
@@ -186,10 +224,16 @@ async fn refresh_tokens_are_stored_only_as_hashes() {
     use sea_orm::EntityTrait;
     let app = TestApp::spawn().await;
     let s = app.sign_in(&phone(1)).await;
-    let rows = phone_auth::db::entities::refresh_tokens::Entity::find().all(&app.state.db).await.unwrap();
+    let rows = phone_auth::db::entities::refresh_tokens::Entity::find()
+        .all(&app.state.db)
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 1);
     assert_ne!(rows[0].token_hash, s.refresh_token);
     assert!(!rows[0].token_hash.contains(&s.refresh_token));
-    let codes = phone_auth::db::entities::otp_codes::Entity::find().all(&app.state.db).await.unwrap();
+    let codes = phone_auth::db::entities::otp_codes::Entity::find()
+        .all(&app.state.db)
+        .await
+        .unwrap();
     assert!(codes.iter().all(|c| c.code_hash.len() == 64));
 }

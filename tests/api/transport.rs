@@ -9,7 +9,8 @@ use crate::helpers::{TestApp, assert_code, assert_ok, phone};
 const JSON: (&str, &str) = ("content-type", "application/json");
 
 fn request_code_body(n: u32) -> String {
-    json!({ "query": format!("mutation {{ requestCode(phone: \"{}\") {{ phone }} }}", phone(n)) }).to_string()
+    json!({ "query": format!("mutation {{ requestCode(phone: \"{}\") {{ phone }} }}", phone(n)) })
+        .to_string()
 }
 
 #[tokio::test]
@@ -22,10 +23,17 @@ async fn cross_site_content_types_are_refused() {
         "multipart/form-data; boundary=x",
         "",
     ] {
-        let headers: Vec<(&str, &str)> =
-            if content_type.is_empty() { vec![] } else { vec![("content-type", content_type)] };
+        let headers: Vec<(&str, &str)> = if content_type.is_empty() {
+            vec![]
+        } else {
+            vec![("content-type", content_type)]
+        };
         let response = app.post(&headers, request_code_body(1)).await;
-        assert_eq!(response.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{content_type}");
+        assert_eq!(
+            response.status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type}"
+        );
         assert_code(&response.body, "BAD_USER_INPUT");
     }
     assert!(app.sms.messages().is_empty());
@@ -36,10 +44,20 @@ async fn cross_site_content_types_are_refused() {
 #[tokio::test]
 async fn json_with_charset_and_graphql_response_json_are_accepted() {
     let app = TestApp::spawn().await;
-    let r = app.post(&[("content-type", "application/json; charset=utf-8")], request_code_body(1)).await;
+    let r = app
+        .post(
+            &[("content-type", "application/json; charset=utf-8")],
+            request_code_body(1),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_ok(&r.body);
-    let r = app.post(&[("content-type", "application/graphql-response+json")], request_code_body(2)).await;
+    let r = app
+        .post(
+            &[("content-type", "application/graphql-response+json")],
+            request_code_body(2),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_ok(&r.body);
 }
@@ -74,25 +92,42 @@ async fn queries_work_over_get_and_mutations_get_405() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["data"]["__typename"], "Query");
 
-    let mutation = "/graphql?query=mutation%7BrequestCode(phone%3A%22%2B79120000001%22)%7Bphone%7D%7D";
+    let mutation =
+        "/graphql?query=mutation%7BrequestCode(phone%3A%22%2B79120000001%22)%7Bphone%7D%7D";
     let r = app.get(mutation, &[]).await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(r.headers.get(header::ALLOW).map(|v| v.to_str().unwrap()), Some("POST"));
+    assert_eq!(
+        r.headers.get(header::ALLOW).map(|v| v.to_str().unwrap()),
+        Some("POST")
+    );
     assert_code(&r.body, "BAD_USER_INPUT");
     // Choosing the mutation of a multi-operation document by name is refused too.
-    let named = "/graphql?query=query%20A%7B__typename%7D%20mutation%20B%7BlogoutAll%7D&operationName=B";
-    assert_eq!(app.get(named, &[]).await.status, StatusCode::METHOD_NOT_ALLOWED);
+    let named =
+        "/graphql?query=query%20A%7B__typename%7D%20mutation%20B%7BlogoutAll%7D&operationName=B";
+    assert_eq!(
+        app.get(named, &[]).await.status,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
     assert!(app.sms.messages().is_empty());
 }
 
 #[tokio::test]
 async fn graphiql_is_served_to_browsers() {
     let app = TestApp::spawn().await;
-    for (uri, headers) in [("/", vec![]), ("/graphql", vec![("accept", "text/html,application/xhtml+xml")])] {
+    for (uri, headers) in [
+        ("/", vec![]),
+        (
+            "/graphql",
+            vec![("accept", "text/html,application/xhtml+xml")],
+        ),
+    ] {
         let r = app.get(uri, &headers).await;
         assert_eq!(r.status, StatusCode::OK);
         let html = r.body.as_str().expect("html");
-        assert!(html.contains("graphiql") || html.contains("GraphiQL"), "{uri}");
+        assert!(
+            html.contains("graphiql") || html.contains("GraphiQL"),
+            "{uri}"
+        );
         assert!(html.contains("/graphql"));
     }
 }
@@ -111,9 +146,13 @@ async fn health_and_readiness() {
 #[tokio::test]
 async fn request_ids_are_echoed_or_made() {
     let app = TestApp::spawn().await;
-    let r = app.get("/healthz", &[("x-request-id", "client-id-123")]).await;
+    let r = app
+        .get("/healthz", &[("x-request-id", "client-id-123")])
+        .await;
     assert_eq!(r.headers["x-request-id"], "client-id-123");
-    let r = app.get("/healthz", &[("x-request-id", "bad id with spaces")]).await;
+    let r = app
+        .get("/healthz", &[("x-request-id", "bad id with spaces")])
+        .await;
     let id = r.headers["x-request-id"].to_str().unwrap();
     assert_ne!(id, "bad id with spaces");
     assert_eq!(id.len(), 36);
@@ -123,13 +162,25 @@ async fn request_ids_are_echoed_or_made() {
 async fn graphql_response_json_follows_the_spec_status_codes() {
     let app = TestApp::spawn().await;
     let accept = ("accept", "application/graphql-response+json");
-    let r = app.post(&[JSON, accept], json!({ "query": "{ __typename }" }).to_string()).await;
+    let r = app
+        .post(
+            &[JSON, accept],
+            json!({ "query": "{ __typename }" }).to_string(),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.headers[header::CONTENT_TYPE], "application/graphql-response+json");
-    let r = app.post(&[JSON, accept], json!({ "query": "{ nope" }).to_string()).await;
+    assert_eq!(
+        r.headers[header::CONTENT_TYPE],
+        "application/graphql-response+json"
+    );
+    let r = app
+        .post(&[JSON, accept], json!({ "query": "{ nope" }).to_string())
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     // Plain application/json keeps 200 for GraphQL errors.
-    let r = app.post(&[JSON], json!({ "query": "{ nope" }).to_string()).await;
+    let r = app
+        .post(&[JSON], json!({ "query": "{ nope" }).to_string())
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.headers[header::CONTENT_TYPE], "application/json");
     assert_code(&r.body, "BAD_USER_INPUT");
@@ -139,15 +190,21 @@ async fn graphql_response_json_follows_the_spec_status_codes() {
 async fn batches_are_capped() {
     let app = TestApp::spawn().await;
     let one = json!({ "query": "{ __typename }" });
-    let r = app.post(&[JSON], Value::Array(vec![one.clone(); 10]).to_string()).await;
+    let r = app
+        .post(&[JSON], Value::Array(vec![one.clone(); 10]).to_string())
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body.as_array().map(Vec::len), Some(10));
-    let r = app.post(&[JSON], Value::Array(vec![one.clone(); 11]).to_string()).await;
+    let r = app
+        .post(&[JSON], Value::Array(vec![one.clone(); 11]).to_string())
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_code(&r.body, "BAD_USER_INPUT");
 
     let off = TestApp::with_env(&[("GRAPHQL_MAX_BATCH", "0")]).await;
-    let r = off.post(&[JSON], Value::Array(vec![one; 2]).to_string()).await;
+    let r = off
+        .post(&[JSON], Value::Array(vec![one; 2]).to_string())
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
 
@@ -162,7 +219,10 @@ async fn depth_and_complexity_are_limited() {
     let costly = "{ me { invitedUsers(first: 100) { nodes { invitedUsers(first: 100) { nodes { id phone } } } } } }";
     let body = app.gql_as(&s.access_token, costly, json!({})).await;
     assert!(body["data"].is_null(), "{body}");
-    let message = body["errors"][0]["message"].as_str().unwrap_or_default().to_lowercase();
+    let message = body["errors"][0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_lowercase();
     assert!(message.contains("complex"), "{body}");
     // A reasonable nested query passes.
     let fine = "{ me { invitedUsers(first: 100) { totalCount nodes { phone invitedUsers(first: 5) { totalCount } } } } }";
@@ -174,10 +234,15 @@ async fn internal_errors_hide_the_cause_and_carry_a_request_id() {
     let app = TestApp::spawn().await;
     app.state
         .db
-        .execute(Statement::from_string(app.state.db.get_database_backend(), "DROP TABLE otp_codes"))
+        .execute(Statement::from_string(
+            app.state.db.get_database_backend(),
+            "DROP TABLE otp_codes",
+        ))
         .await
         .expect("drop");
-    let r = app.post(&[JSON, ("x-request-id", "trace-me")], request_code_body(1)).await;
+    let r = app
+        .post(&[JSON, ("x-request-id", "trace-me")], request_code_body(1))
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_code(&r.body, "INTERNAL_SERVER_ERROR");
     assert_eq!(r.body["errors"][0]["extensions"]["requestId"], "trace-me");
@@ -197,7 +262,10 @@ async fn cors_in_development_allows_any_origin_without_credentials() {
                 .uri("/graphql")
                 .header("origin", "https://app.example")
                 .header("access-control-request-method", "POST")
-                .header("access-control-request-headers", "content-type,authorization")
+                .header(
+                    "access-control-request-headers",
+                    "content-type,authorization",
+                )
                 .body(axum::body::Body::empty())
                 .unwrap(),
         )
@@ -209,9 +277,16 @@ async fn cors_in_development_allows_any_origin_without_credentials() {
 #[tokio::test]
 async fn cors_allowlist_answers_only_listed_origins() {
     let app = TestApp::with_env(&[("CORS_ALLOWED_ORIGINS", "https://good.example")]).await;
-    let good = app.get("/healthz", &[("origin", "https://good.example")]).await;
-    assert_eq!(good.headers["access-control-allow-origin"], "https://good.example");
-    let bad = app.get("/healthz", &[("origin", "https://evil.example")]).await;
+    let good = app
+        .get("/healthz", &[("origin", "https://good.example")])
+        .await;
+    assert_eq!(
+        good.headers["access-control-allow-origin"],
+        "https://good.example"
+    );
+    let bad = app
+        .get("/healthz", &[("origin", "https://evil.example")])
+        .await;
     assert!(bad.headers.get("access-control-allow-origin").is_none());
 }
 
@@ -223,6 +298,8 @@ async fn cors_in_production_is_closed_by_default() {
         ("SMS_PROVIDER", "console"),
     ])
     .await;
-    let r = app.get("/healthz", &[("origin", "https://app.example")]).await;
+    let r = app
+        .get("/healthz", &[("origin", "https://app.example")])
+        .await;
     assert!(r.headers.get("access-control-allow-origin").is_none());
 }

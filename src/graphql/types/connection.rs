@@ -24,7 +24,11 @@ pub struct UserConnection {
 
 impl UserConnection {
     pub fn new(rows: Vec<users::Model>, has_next_page: bool, total: Total) -> Self {
-        Self { rows, has_next_page, total }
+        Self {
+            rows,
+            has_next_page,
+            total,
+        }
     }
 }
 
@@ -32,7 +36,9 @@ impl UserConnection {
 impl UserConnection {
     async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
         match self.total {
-            Total::AllUsers => Ok(user_service::count_all(&ctx.data_unchecked::<AppState>().db).await?),
+            Total::AllUsers => {
+                Ok(user_service::count_all(&ctx.data_unchecked::<AppState>().db).await?)
+            }
             Total::InviteesOf(inviter_id) => Ok(ctx
                 .data_unchecked::<Loaders>()
                 .invite_counts
@@ -46,7 +52,10 @@ impl UserConnection {
     async fn edges(&self) -> Vec<UserEdge> {
         self.rows
             .iter()
-            .map(|row| UserEdge { cursor: cursor::encode(row.id), node: User(row.clone()) })
+            .map(|row| UserEdge {
+                cursor: cursor::encode(row.id),
+                node: User(row.clone()),
+            })
             .collect()
     }
 

@@ -12,6 +12,8 @@ pub use user::User;
 /// Complexity of a paginated field: its children cost once per row it may return, so
 /// `first` multiplies (GraphQL cheat sheet: amount limiting).
 pub fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
-    let rows = first.unwrap_or(crate::domain::cursor::DEFAULT_PAGE).clamp(1, crate::domain::cursor::MAX_PAGE);
+    let rows = first
+        .unwrap_or(crate::domain::cursor::DEFAULT_PAGE)
+        .clamp(1, crate::domain::cursor::MAX_PAGE);
     rows as usize * child_complexity + 1
 }

@@ -43,10 +43,23 @@ impl User {
         let first = cursor::page_size(first.unwrap_or(cursor::DEFAULT_PAGE))?;
         let after = after.as_deref().map(cursor::decode).transpose()?;
         let loaders = ctx.data_unchecked::<Loaders>();
-        let key = InviteesKey { inviter_id: self.0.id, limit: first + 1, after };
-        let rows = loaders.invitees.load_one(key).await.map_err(loader_error)?.unwrap_or_default();
+        let key = InviteesKey {
+            inviter_id: self.0.id,
+            limit: first + 1,
+            after,
+        };
+        let rows = loaders
+            .invitees
+            .load_one(key)
+            .await
+            .map_err(loader_error)?
+            .unwrap_or_default();
         let (rows, has_next_page) = split_page(rows.as_ref().clone(), first);
-        Ok(UserConnection::new(rows, has_next_page, Total::InviteesOf(self.0.id)))
+        Ok(UserConnection::new(
+            rows,
+            has_next_page,
+            Total::InviteesOf(self.0.id),
+        ))
     }
 
     async fn created_at(&self) -> DateTime<Utc> {

@@ -1,0 +1,42 @@
+# syntax=docker/dockerfile:1
+#
+# phone-auth: a release build in the Rust image, run from a slim Debian image as a non-root user.
+#   docker build -t phone-auth .
+#   docker run --rm -p 8000:8000 -e JWT_SECRET=... -e DATABASE_URL=postgres://... phone-auth
+# The defaults inside the image are the server's own (APP_ENV=development), except LISTEN_ADDR;
+# docker-compose.yml shows a production configuration.
+
+FROM rust:1-bookworm AS builder
+WORKDIR /build
+COPY Cargo.toml Cargo.lock ./
+COPY migration ./migration
+COPY src ./src
+# Cache mounts keep the registry and build artefacts between builds; the binary is copied out
+# of the cached target directory because cache mounts are not part of the image.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/build/target \
+    cargo build --release --locked --bin phone-auth \
+    && install -m 0755 target/release/phone-auth /usr/local/bin/phone-auth
+
+FROM debian:bookworm-slim AS runtime
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+RUN groupadd --system --gid 10001 phone-auth \
+    && useradd --system --uid 10001 --gid phone-auth --home-dir /app --shell /usr/sbin/nologin phone-auth \
+    && mkdir -p /app \
+    && chown phone-auth:phone-auth /app
+COPY --from=builder /usr/local/bin/phone-auth /usr/local/bin/phone-auth
+
+# /app is the working directory, so the default SQLite file (phone-auth.db) lands there.
+WORKDIR /app
+USER phone-auth
+ENV LISTEN_ADDR=0.0.0.0:8000 \
+    RUST_LOG=info
+EXPOSE 8000
+
+# /healthz answers 200 while the process is up. No curl in the slim image: bash's /dev/tcp.
+HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${LISTEN_ADDR##*:} && printf 'GET /healthz HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
+
+ENTRYPOINT ["/usr/local/bin/phone-auth"]

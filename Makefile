@@ -1,0 +1,35 @@
+# Habits kept in a file. Every target is a plain cargo command; see README.md.
+
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+
+.PHONY: fmt lint test test-pg run schema ci
+
+## Format the whole workspace.
+fmt:
+	cargo fmt --all
+
+## The lints CI runs (formatting check and clippy with warnings as errors).
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+## The test suite on SQLite (each test gets its own in-memory database).
+test:
+	cargo test --workspace
+
+## The same suite on PostgreSQL: each test creates its own test_<uuid> database on the server
+## named by TEST_DATABASE_URL (default: the local server, user postgres, no password).
+test-pg:
+	TEST_DATABASE_URL='$(TEST_DATABASE_URL)' cargo test --workspace
+
+## The server with its defaults: GraphiQL at http://127.0.0.1:8000/, SQLite file phone-auth.db.
+run:
+	cargo run --release
+
+## Rewrite schema.graphql from the code.
+schema:
+	UPDATE_SCHEMA=1 cargo test --test api schema_file
+
+## Everything CI runs: fmt, clippy, tests on SQLite and on PostgreSQL.
+ci:
+	bash .ci/run

@@ -1,0 +1,261 @@
+//! Rolling-window rate limits, kept in the database so every instance shares them.
+//!
+//! Each counted event is a row in `rate_events` under a bucket (`code:phone:+7…`,
+//! `fail:phone:+7…`, `code:ip:1.2.3.4`, …). A check-and-record first locks the buckets' rows in
+//! `rate_limit_locks` (one upsert statement), so concurrent requests on any number of instances
+//! take turns; then one statement counts every window, and one inserts the new events. Nothing is
+//! read and then written without that lock held, so the last free slot is taken exactly once.
+
+use std::{net::IpAddr, time::Duration};
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Value};
+
+use crate::{
+    config::Config,
+    db,
+    domain::phone::Phone,
+    error::{AppError, AppResult},
+    services::seconds_until,
+};
+
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+const MONTH: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Events older than the longest window are never counted again.
+const RETENTION: Duration = Duration::from_secs(31 * 24 * 3600);
+
+/// "At most `max` events in `bucket` per rolling `period`"; `max == 0` turns it off.
+#[derive(Clone, Debug)]
+pub struct Window {
+    pub bucket: String,
+    pub max: u32,
+    pub period: Duration,
+}
+
+impl Window {
+    fn new(bucket: String, max: u32, period: Duration) -> Self {
+        Self {
+            bucket,
+            max,
+            period,
+        }
+    }
+}
+
+/// Codes sent: per phone, per client IP, and for everyone together (SMS pumping guard).
+pub fn code_windows(config: &Config, phone: &Phone, ip: IpAddr) -> Vec<Window> {
+    let l = &config.limits;
+    let phone_bucket = format!("code:phone:{}", phone.as_str());
+    let ip_bucket = format!("code:ip:{ip}");
+    vec![
+        Window::new(phone_bucket.clone(), l.phone_codes_per_hour, HOUR),
+        Window::new(phone_bucket, l.phone_codes_per_day, DAY),
+        Window::new(ip_bucket.clone(), l.ip_codes_per_hour, HOUR),
+        Window::new(ip_bucket, l.ip_codes_per_day, DAY),
+        Window::new(
+            "code:global".to_owned(),
+            l.sms_global_per_minute,
+            Duration::from_secs(60),
+        ),
+    ]
+}
+
+/// verifyCode calls per client IP.
+pub fn verify_windows(config: &Config, ip: IpAddr) -> Vec<Window> {
+    vec![Window::new(
+        format!("verify:ip:{ip}"),
+        config.limits.ip_verify_per_hour,
+        HOUR,
+    )]
+}
+
+/// Wrong guesses per phone, across codes, spellings and IPs: the budget that bounds a
+/// targeted attack (see the README's Security section for the arithmetic).
+pub fn failure_windows(config: &Config, phone: &Phone) -> Vec<Window> {
+    let bucket = format!("fail:phone:{}", phone.as_str());
+    vec![
+        Window::new(bucket.clone(), config.limits.phone_failures_per_day, DAY),
+        Window::new(bucket, config.limits.phone_failures_per_month, MONTH),
+    ]
+}
+
+fn active(windows: &[Window]) -> Vec<&Window> {
+    windows.iter().filter(|w| w.max > 0).collect()
+}
+
+fn distinct_buckets<'a>(windows: &[&'a Window]) -> Vec<&'a str> {
+    let mut buckets: Vec<&str> = windows.iter().map(|w| w.bucket.as_str()).collect();
+    // Sorted: every transaction locks in the same order, so two can never deadlock.
+    buckets.sort_unstable();
+    buckets.dedup();
+    buckets
+}
+
+/// Refuses with RATE_LIMITED when any window is full; records nothing. Safe to call without
+/// a lock where a little staleness is harmless, or after `lock` for an exact answer.
+pub async fn check(
+    conn: &impl ConnectionTrait,
+    windows: &[Window],
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    let windows = active(windows);
+    if windows.is_empty() {
+        return Ok(());
+    }
+    let counts = count(conn, &windows, now).await?;
+    let mut retry_after = None;
+    for (window, n) in windows.iter().zip(counts) {
+        if n >= i64::from(window.max) {
+            let at = slot_frees_at(conn, window, n, now).await?;
+            let secs = seconds_until(now, at);
+            retry_after = Some(retry_after.map_or(secs, |r: u64| r.max(secs)));
+        }
+    }
+    match retry_after {
+        Some(retry_after) => Err(AppError::RateLimited { retry_after }),
+        None => Ok(()),
+    }
+}
+
+/// Locks the windows' buckets, checks them, and records one event per bucket if all have
+/// room. Call inside a transaction: the locks hold until it ends.
+pub async fn check_and_record(
+    conn: &impl ConnectionTrait,
+    windows: &[Window],
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    let active_windows = active(windows);
+    if active_windows.is_empty() {
+        return Ok(());
+    }
+    let buckets = distinct_buckets(&active_windows);
+    lock(conn, &buckets).await?;
+    check(conn, windows, now).await?;
+    record(conn, &buckets, now).await
+}
+
+/// Records one event in each bucket.
+pub async fn record(
+    conn: &impl ConnectionTrait,
+    buckets: &[&str],
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    if buckets.is_empty() {
+        return Ok(());
+    }
+    let rows = vec!["(?, ?)"; buckets.len()].join(", ");
+    let mut values: Vec<Value> = Vec::with_capacity(buckets.len() * 2);
+    for bucket in buckets {
+        values.push((*bucket).into());
+        values.push(now.into());
+    }
+    let sql = format!("INSERT INTO rate_events (bucket, at) VALUES {rows}");
+    conn.execute(db::raw(conn.get_database_backend(), &sql, values))
+        .await?;
+    Ok(())
+}
+
+/// Records a wrong guess for `phone` (when the failure budget is on).
+pub async fn record_failure(
+    conn: &impl ConnectionTrait,
+    config: &Config,
+    phone: &Phone,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    let windows = failure_windows(config, phone);
+    let active_windows = active(&windows);
+    record(conn, &distinct_buckets(&active_windows), now).await
+}
+
+async fn lock(conn: &impl ConnectionTrait, buckets: &[&str]) -> AppResult<()> {
+    let rows = vec!["(?)"; buckets.len()].join(", ");
+    // The no-op update makes the statement take the row lock when the row already exists.
+    let sql = format!(
+        "INSERT INTO rate_limit_locks (bucket) VALUES {rows} \
+         ON CONFLICT (bucket) DO UPDATE SET bucket = excluded.bucket"
+    );
+    let values = buckets.iter().map(|b| Value::from(*b)).collect();
+    conn.execute(db::raw(conn.get_database_backend(), &sql, values))
+        .await?;
+    Ok(())
+}
+
+/// Events per window, all windows in one statement.
+async fn count(
+    conn: &impl ConnectionTrait,
+    windows: &[&Window],
+    now: DateTime<Utc>,
+) -> AppResult<Vec<i64>> {
+    let mut columns = Vec::with_capacity(windows.len());
+    let mut values: Vec<Value> = Vec::new();
+    for (i, window) in windows.iter().enumerate() {
+        columns.push(format!(
+            "COALESCE(SUM(CASE WHEN bucket = ? AND at > ? THEN 1 ELSE 0 END), 0) AS c{i}"
+        ));
+        values.push(window.bucket.as_str().into());
+        values.push((now - window.period).into());
+    }
+    let buckets = distinct_buckets(windows);
+    let oldest = windows.iter().map(|w| now - w.period).min().unwrap_or(now);
+    let sql = format!(
+        "SELECT {} FROM rate_events WHERE bucket IN ({}) AND at > ?",
+        columns.join(", "),
+        db::placeholders(buckets.len())
+    );
+    values.extend(buckets.iter().map(|b| Value::from(*b)));
+    values.push(oldest.into());
+    let row = conn
+        .query_one(db::raw(conn.get_database_backend(), &sql, values))
+        .await?
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("an aggregate returned no row")))?;
+    (0..windows.len())
+        .map(|i| Ok(row.try_get::<i64>("", &format!("c{i}"))?))
+        .collect()
+}
+
+/// When a full window gets a free slot: the event that must leave is the
+/// (`n - max + 1`)-th oldest inside the window.
+async fn slot_frees_at(
+    conn: &impl ConnectionTrait,
+    window: &Window,
+    n: i64,
+    now: DateTime<Utc>,
+) -> AppResult<DateTime<Utc>> {
+    let offset = (n - i64::from(window.max)).max(0);
+    let stmt = db::raw(
+        conn.get_database_backend(),
+        "SELECT at FROM rate_events WHERE bucket = ? AND at > ? ORDER BY at LIMIT 1 OFFSET ?",
+        vec![
+            window.bucket.as_str().into(),
+            (now - window.period).into(),
+            offset.into(),
+        ],
+    );
+    let at: Option<DateTime<Utc>> = match conn.query_one(stmt).await? {
+        Some(row) => Some(row.try_get("", "at")?),
+        None => None,
+    };
+    Ok(at.map_or(now, |at| at + window.period))
+}
+
+/// Deletes events no window can count any more, and the lock rows of idle buckets.
+pub async fn prune(db: &DatabaseConnection, now: DateTime<Utc>) -> AppResult<u64> {
+    let backend = db.get_database_backend();
+    let deleted = db
+        .execute(db::raw(
+            backend,
+            "DELETE FROM rate_events WHERE at < ?",
+            vec![(now - RETENTION).into()],
+        ))
+        .await?
+        .rows_affected();
+    db.execute(db::raw(
+        backend,
+        "DELETE FROM rate_limit_locks WHERE NOT EXISTS \
+         (SELECT 1 FROM rate_events e WHERE e.bucket = rate_limit_locks.bucket)",
+        vec![],
+    ))
+    .await?;
+    Ok(deleted)
+}
