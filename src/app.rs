@@ -59,6 +59,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let addr = config.listen_addr;
     let state = build_state(config).await?;
+    spawn_pruning(state.clone());
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
@@ -66,6 +67,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     serve(listener, build_router(state)).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Deletes rate-limit events no window counts any more, hourly.
+fn spawn_pruning(state: AppState) {
+    tokio::spawn(async move {
+        let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            every_hour.tick().await;
+            match crate::services::limits::prune(&state.db, state.clock.now()).await {
+                Ok(deleted) => tracing::debug!(deleted, "pruned old rate-limit events"),
+                Err(err) => tracing::warn!(error = ?err, "pruning rate-limit events failed"),
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {

@@ -59,6 +59,8 @@ pub struct GraphqlLimits {
     pub max_batch: usize,
     pub introspection: bool,
     pub max_body_bytes: usize,
+    /// Longest a GraphQL request may run before it is cut off.
+    pub request_timeout: Duration,
 }
 
 #[derive(Clone)]
@@ -303,6 +305,7 @@ impl Config {
                 max_batch: r.parse("GRAPHQL_MAX_BATCH", 10)?,
                 introspection: r.bool("GRAPHQL_INTROSPECTION", dev)?,
                 max_body_bytes: r.parse("MAX_BODY_BYTES", 65536)?,
+                request_timeout: Duration::from_millis(r.parse("REQUEST_TIMEOUT_MS", 10_000)?),
             },
         };
         config.check_production(sms_provider_raw.is_some())?;

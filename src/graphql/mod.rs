@@ -5,6 +5,7 @@ pub mod loaders;
 mod mutation;
 mod query;
 pub mod schema;
+mod sensitive_fields;
 mod subscription;
 pub mod types;
 pub mod viewer;

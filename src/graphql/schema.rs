@@ -1,6 +1,9 @@
 use async_graphql::{Schema, SchemaBuilder};
 
-use super::{mutation::MutationRoot, query::QueryRoot, subscription::SubscriptionRoot};
+use super::{
+    mutation::MutationRoot, query::QueryRoot, sensitive_fields::SensitiveFieldLimit,
+    subscription::SubscriptionRoot,
+};
 use crate::state::AppState;
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
@@ -13,7 +16,9 @@ pub fn schema_builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRo
 /// The served schema, with the limits from the configuration.
 pub fn build_schema(state: &AppState) -> AppSchema {
     let limits = &state.config.graphql;
-    let mut builder = schema_builder().data(state.clone());
+    let mut builder = schema_builder()
+        .data(state.clone())
+        .extension(SensitiveFieldLimit);
     if limits.max_depth > 0 {
         builder = builder.limit_depth(limits.max_depth);
     }

@@ -78,6 +78,19 @@ fn request_error(status: StatusCode, message: &str, request_id: &str) -> Respons
     response
 }
 
+/// The request ran past `REQUEST_TIMEOUT_MS`; dropping its future rolled back any open
+/// transaction.
+fn timed_out(request_id: &str) -> Response {
+    tracing::warn!(request_id, "request timed out");
+    let body = serde_json::json!({
+        "errors": [{
+            "message": "The request took too long.",
+            "extensions": { "code": code::INTERNAL_SERVER_ERROR, "requestId": request_id },
+        }]
+    });
+    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+}
+
 fn wants_graphql_response_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
@@ -196,7 +209,11 @@ pub async fn post(State(state): State<HttpState>, req: axum::extract::Request) -
             BatchRequest::Batch(requests.into_iter().map(with_data).collect())
         }
     };
-    let response = state.schema.execute_batch(batch).await;
+    let timeout = state.app.config.graphql.request_timeout;
+    let Ok(response) = tokio::time::timeout(timeout, state.schema.execute_batch(batch)).await
+    else {
+        return timed_out(rid);
+    };
     respond(response, wants_graphql_response_json(&parts.headers), rid)
 }
 
@@ -254,7 +271,10 @@ pub async fn get(State(state): State<HttpState>, req: axum::extract::Request) ->
     }
     let ip = client_ip(&state, &parts);
     let request = with_request_data(request, &state, &parts.headers, ip, &request_id);
-    let response = state.schema.execute(request).await;
+    let timeout = state.app.config.graphql.request_timeout;
+    let Ok(response) = tokio::time::timeout(timeout, state.schema.execute(request)).await else {
+        return timed_out(rid);
+    };
     respond(
         BatchResponse::Single(response),
         wants_graphql_response_json(&parts.headers),

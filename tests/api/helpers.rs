@@ -152,6 +152,14 @@ impl TestApp {
         self.clock.advance(TimeDelta::seconds(seconds));
     }
 
+    /// Lets background work (SMS delivery) run to completion.
+    pub async fn settle(&self) {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+
     /// SQL statements run since the last `reset_statements`.
     pub fn statements(&self) -> usize {
         self.statements.load(Ordering::SeqCst)

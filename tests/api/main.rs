@@ -4,6 +4,7 @@
 mod auth;
 mod helpers;
 mod invites;
+mod limits;
 mod schema_file;
 mod startup;
 mod tokens;

@@ -1,0 +1,101 @@
+//! At most one `requestCode` and one `verifyCode` per operation, aliases and fragments
+//! included. Each `requestCode` alias would send an SMS and each `verifyCode` alias would be a
+//! guess, so a document asking for more is refused before anything executes.
+
+use std::{collections::HashMap, sync::Arc};
+
+use async_graphql::{
+    ServerError, ServerResult, Variables,
+    extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery},
+    parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet},
+};
+
+use crate::error::code;
+
+/// Fields allowed once per operation.
+const ONCE_PER_OPERATION: &[&str] = &["requestCode", "verifyCode"];
+
+pub struct SensitiveFieldLimit;
+
+impl ExtensionFactory for SensitiveFieldLimit {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(SensitiveFieldLimitExtension)
+    }
+}
+
+struct SensitiveFieldLimitExtension;
+
+#[async_trait::async_trait]
+impl Extension for SensitiveFieldLimitExtension {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let document = next.run(ctx, query, variables).await?;
+        for (_, operation) in document.operations.iter() {
+            if operation.node.ty != OperationType::Mutation {
+                continue;
+            }
+            for field in ONCE_PER_OPERATION {
+                let mut memo = HashMap::new();
+                if count_root_fields(
+                    &document,
+                    &operation.node.selection_set.node,
+                    field,
+                    &mut memo,
+                ) > 1
+                {
+                    let mut error = ServerError::new(
+                        format!("An operation may contain {field} only once."),
+                        Some(operation.pos),
+                    );
+                    error
+                        .extensions
+                        .get_or_insert_with(Default::default)
+                        .set("code", code::BAD_USER_INPUT);
+                    return Err(error);
+                }
+            }
+        }
+        Ok(document)
+    }
+}
+
+/// Occurrences of `name` at the root of a selection set, following fragments. Each fragment's
+/// count is worked out once (`memo`), so repeated spreads are cheap; a fragment that spreads
+/// itself counts as 0 inside itself (such a document fails validation anyway).
+fn count_root_fields(
+    document: &ExecutableDocument,
+    selection_set: &SelectionSet,
+    name: &str,
+    memo: &mut HashMap<String, Option<usize>>,
+) -> usize {
+    selection_set
+        .items
+        .iter()
+        .map(|selection| match &selection.node {
+            Selection::Field(field) => usize::from(field.node.name.node.as_str() == name),
+            Selection::InlineFragment(fragment) => {
+                count_root_fields(document, &fragment.node.selection_set.node, name, memo)
+            }
+            Selection::FragmentSpread(spread) => {
+                let fragment_name = spread.node.fragment_name.node.as_str();
+                match memo.get(fragment_name) {
+                    Some(Some(count)) => *count,
+                    Some(None) => 0, // in progress: a cycle
+                    None => {
+                        memo.insert(fragment_name.to_owned(), None);
+                        let count = document.fragments.get(fragment_name).map_or(0, |f| {
+                            count_root_fields(document, &f.node.selection_set.node, name, memo)
+                        });
+                        memo.insert(fragment_name.to_owned(), Some(count));
+                        count
+                    }
+                }
+            }
+        })
+        .sum()
+}
