@@ -5,6 +5,8 @@ mod auth;
 mod helpers;
 mod invites;
 mod limits;
+mod logs;
+mod parsers;
 mod schema_file;
 mod startup;
 mod tokens;

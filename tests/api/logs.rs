@@ -1,0 +1,104 @@
+//! Secrets stay out of logs: no code, token or full phone number in any line, at any level
+//! (the development SMS provider, whose job is to print the code, is not used here).
+
+use std::{
+    io::Write,
+    sync::{Arc, Mutex},
+};
+
+use serde_json::json;
+use tracing_subscriber::fmt::MakeWriter;
+
+use crate::helpers::{TestApp, assert_ok, phone, session_from};
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("capture lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn no_code_token_or_phone_reaches_the_logs_even_at_trace() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(capture.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let app = TestApp::spawn().await;
+    let mut secrets = Vec::new();
+    // A wrong guess, a sign-in, a refresh, an invite, a logout.
+    let code = app.code_for(&phone(1)).await;
+    let wrong: String = code
+        .chars()
+        .map(|c| if c == '0' { '1' } else { '0' })
+        .collect();
+    app.verify(&phone(1), &wrong).await;
+    let body = app.verify(&phone(1), &code).await;
+    let a = session_from(&body["data"]["verifyCode"]).expect("signed in");
+    let b = app.sign_in(&phone(2)).await;
+    assert_ok(&app.activate(&b, &a.invite_code).await);
+    let refreshed = app
+        .gql(
+            "mutation($t: String!) { refreshToken(refreshToken: $t) { accessToken refreshToken user { id } } }",
+            json!({ "t": a.refresh_token }),
+        )
+        .await;
+    let a2 = session_from(&refreshed["data"]["refreshToken"]).map(|s| s.refresh_token);
+    app.gql(
+        "mutation($t: String!) { logout(refreshToken: $t) }",
+        json!({ "t": b.refresh_token }),
+    )
+    .await;
+    app.gql_as("forged.token.value", "{ me { id } }", json!({}))
+        .await;
+    app.settle().await;
+
+    secrets.push(code.clone());
+    secrets.extend([
+        a.access_token,
+        a.refresh_token,
+        b.access_token,
+        b.refresh_token,
+        phone(1),
+        phone(2),
+    ]);
+    secrets.extend(a2);
+    secrets.push("test-secret-test-secret-test-secret-0123456789".to_owned());
+
+    let logs = String::from_utf8(capture.0.lock().expect("capture").clone()).expect("utf-8 logs");
+    assert!(
+        logs.contains("+7912***0001"),
+        "the capture works and phones appear masked:\n{logs}"
+    );
+    for secret in &secrets {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "{secret} appears in the logs:\n{logs}"
+        );
+    }
+    // Codes are 4 digits: look for them next to the words a log line would use.
+    for needle in [
+        format!("code={code}"),
+        format!("code: {code}"),
+        format!("\"{code}\""),
+    ] {
+        assert!(!logs.contains(&needle), "{needle} in logs");
+    }
+}
