@@ -304,7 +304,11 @@ impl Config {
                 max_complexity: r.parse("GRAPHQL_MAX_COMPLEXITY", 1000)?,
                 max_batch: r.parse("GRAPHQL_MAX_BATCH", 10)?,
                 introspection: r.bool("GRAPHQL_INTROSPECTION", dev)?,
-                max_body_bytes: r.parse("MAX_BODY_BYTES", 65536)?,
+                // 0 turns the limit off, as for every limit.
+                max_body_bytes: match r.parse("MAX_BODY_BYTES", 65536)? {
+                    0 => usize::MAX,
+                    n => n,
+                },
                 request_timeout: Duration::from_millis(r.parse("REQUEST_TIMEOUT_MS", 10_000)?),
             },
         };

@@ -32,14 +32,16 @@ const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 /// the trusted proxy itself saw) when `TRUST_PROXY_HEADERS` is on.
 fn client_ip(state: &HttpState, parts: &Parts) -> ClientIp {
     if state.app.config.trust_proxy_headers {
+        // Only the very last hop: everything before it came from the client and can be forged.
+        // A last hop that is not an address means the header is not what the proxy wrote.
         let forwarded = parts
             .headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
-            .last();
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|hop| hop.trim().parse::<IpAddr>().ok());
         if let Some(ip) = forwarded {
             return ClientIp(ip);
         }

@@ -41,7 +41,8 @@ async fn no_code_token_or_phone_reaches_the_logs_even_at_trace() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let app = TestApp::spawn().await;
+    // 8-digit codes: a 4-digit one could turn up by chance inside a timestamp or an id.
+    let app = TestApp::with_env(&[("OTP_LENGTH", "8")]).await;
     let mut secrets = Vec::new();
     // A wrong guess, a sign-in, a refresh, an invite, a logout.
     let code = app.code_for(&phone(1)).await;
@@ -93,7 +94,7 @@ async fn no_code_token_or_phone_reaches_the_logs_even_at_trace() {
             "{secret} appears in the logs:\n{logs}"
         );
     }
-    // Codes are 4 digits: look for them next to the words a log line would use.
+    // And next to the words a log line would use.
     for needle in [
         format!("code={code}"),
         format!("code: {code}"),
