@@ -6,8 +6,7 @@ use phone_auth::{app, config::Config, telemetry};
 async fn main() -> ExitCode {
     // A missing .env is fine: the environment alone may configure everything.
     let _ = dotenvy::dotenv();
-    let json_logs = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
-    telemetry::init(json_logs);
+    telemetry::init();
 
     if std::env::args().nth(1).as_deref() == Some("print-schema") {
         print!("{}", phone_auth::graphql::schema::sdl());

@@ -58,13 +58,25 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        // invitedUsers pages and totalCount: `WHERE invited_by_id IN (..) ORDER BY id`.
+        // invitedUsers pages and totalCount: `WHERE invited_by_id IN (..)`, in activation order.
         manager
             .create_index(
                 Index::create()
-                    .name("idx_users_invited_by_id")
+                    .name("idx_users_invited_by_activated")
                     .table(Users::Table)
                     .col(Users::InvitedById)
+                    .col(Users::ActivatedAt)
+                    .col(Users::Id)
+                    .to_owned(),
+            )
+            .await?;
+        // The admin list, newest first.
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_users_created_at")
+                    .table(Users::Table)
+                    .col(Users::CreatedAt)
                     .col(Users::Id)
                     .to_owned(),
             )

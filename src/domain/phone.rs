@@ -8,6 +8,8 @@ use crate::error::AppError;
 
 /// Longer input is not a phone number; refusing it early keeps the parser's work bounded.
 const MAX_INPUT_LEN: usize = 40;
+/// `+` and at most 15 digits (ITU-T E.164).
+const MAX_E164_LEN: usize = 16;
 
 /// A region (ISO 3166-1 alpha-2, e.g. `RU`) for numbers written in national form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,10 +71,13 @@ impl Phone {
             .country()
             .id()
             .map(|id| AsRef::<str>::as_ref(&id).to_owned());
-        Ok(Self {
-            e164: number.format().mode(Mode::E164).to_string(),
-            region,
-        })
+        let e164 = number.format().mode(Mode::E164).to_string();
+        // E.164 allows at most 15 digits; libphonenumber's metadata accepts a few longer
+        // national ranges, which no SMS route can reach and our column does not hold.
+        if e164.len() > MAX_E164_LEN {
+            return Err(invalid());
+        }
+        Ok(Self { e164, region })
     }
 
     /// Rebuilds a phone already stored in E.164 (no validation: it was validated on the way in).
@@ -148,6 +153,7 @@ mod tests {
             "abc",
             "+7912345678901234",
             "+7912345678a",
+            "+4920100000000000",
             "8912345678\u{0}",
             &"9".repeat(500),
         ] {

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use async_graphql::dataloader::{DataLoader, Loader};
 use sea_orm::DatabaseConnection;
 
-use crate::{db::entities::users, error::AppError, services::users as user_service};
+use crate::{
+    db::entities::users, domain::cursor::Position, error::AppError, services::users as user_service,
+};
 
 /// A page of one inviter's invitees: `limit` rows after the cursor (the resolver asks for one
 /// more than it shows, to learn `hasNextPage`).
@@ -15,7 +17,7 @@ use crate::{db::entities::users, error::AppError, services::users as user_servic
 pub struct InviteesKey {
     pub inviter_id: i64,
     pub limit: u64,
-    pub after: Option<i64>,
+    pub after: Option<Position>,
 }
 
 pub struct InviteesLoader {
@@ -31,7 +33,7 @@ impl Loader<InviteesKey> for InviteesLoader {
         keys: &[InviteesKey],
     ) -> Result<HashMap<InviteesKey, Self::Value>, Self::Error> {
         // Keys asking for the same page shape share one query.
-        let mut groups: HashMap<(u64, Option<i64>), Vec<i64>> = HashMap::new();
+        let mut groups: HashMap<(u64, Option<Position>), Vec<i64>> = HashMap::new();
         for key in keys {
             groups
                 .entry((key.limit, key.after))

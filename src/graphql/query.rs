@@ -1,7 +1,7 @@
 use async_graphql::{Context, Object};
 
 use super::{
-    types::{Total, User, UserConnection, page_cost},
+    types::{List, User, UserConnection, page_cost},
     viewer::Viewer,
 };
 use crate::{domain::cursor, error::AppError, services::users, state::AppState};
@@ -43,6 +43,6 @@ impl QueryRoot {
         let first = cursor::page_size(first.unwrap_or(cursor::DEFAULT_PAGE))?;
         let after = after.as_deref().map(cursor::decode).transpose()?;
         let (rows, has_next_page) = users::page_all(&state.db, first, after).await?;
-        Ok(UserConnection::new(rows, has_next_page, Total::AllUsers))
+        Ok(UserConnection::new(rows, has_next_page, List::AllUsers))
     }
 }

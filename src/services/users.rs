@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
     sea_query::{OnConflict, Query},
 };
 
@@ -15,7 +15,7 @@ use crate::{
         self,
         entities::users::{self, Column},
     },
-    domain::{invite_code::InviteCode, phone::Phone},
+    domain::{cursor::Position, invite_code::InviteCode, phone::Phone},
     error::{AppError, AppResult},
 };
 
@@ -63,17 +63,25 @@ pub async fn find_or_create(
     )))
 }
 
-/// Users newest first, for admins: up to `first` after the cursor, and whether more follow.
+/// Users newest first (by creation, then id), for admins: up to `first` after the cursor, and
+/// whether more follow.
 pub async fn page_all(
     conn: &impl ConnectionTrait,
     first: u64,
-    after: Option<i64>,
+    after: Option<Position>,
 ) -> AppResult<(Vec<users::Model>, bool)> {
     let mut query = users::Entity::find()
+        .order_by_desc(Column::CreatedAt)
         .order_by_desc(Column::Id)
         .limit(first + 1);
     if let Some(after) = after {
-        query = query.filter(Column::Id.lt(after));
+        query = query.filter(
+            Condition::any().add(Column::CreatedAt.lt(after.at)).add(
+                Condition::all()
+                    .add(Column::CreatedAt.eq(after.at))
+                    .add(Column::Id.lt(after.id)),
+            ),
+        );
     }
     Ok(split_page(query.all(conn).await?, first))
 }
@@ -89,28 +97,34 @@ pub fn split_page(mut rows: Vec<users::Model>, first: u64) -> (Vec<users::Model>
     (rows, has_next)
 }
 
-/// For each inviter, up to `limit` of their invitees with an id above `after`, oldest first:
-/// one query for any number of inviters (a window function ranks rows per inviter).
+/// For each inviter, up to `limit` of their invitees after the cursor, in activation order
+/// (then id): one query for any number of inviters (a window function ranks rows per inviter).
 pub async fn invitees_of(
     conn: &impl ConnectionTrait,
     inviter_ids: &[i64],
     limit: u64,
-    after: Option<i64>,
+    after: Option<Position>,
 ) -> AppResult<HashMap<i64, Vec<users::Model>>> {
     let mut grouped: HashMap<i64, Vec<users::Model>> = HashMap::new();
     if inviter_ids.is_empty() {
         return Ok(grouped);
     }
+    let mut values: Vec<sea_orm::Value> = inviter_ids.iter().map(|id| (*id).into()).collect();
+    let after_clause = match after {
+        Some(after) => {
+            values.extend([after.at.into(), after.at.into(), after.id.into()]);
+            "AND (u.activated_at > ? OR (u.activated_at = ? AND u.id > ?))"
+        }
+        None => "",
+    };
+    values.push((limit as i64).into());
     let sql = format!(
         "SELECT id, phone, invite_code, invited_by_id, activated_invite_code, activated_at, created_at \
-         FROM (SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.invited_by_id ORDER BY u.id) AS rn \
-               FROM users u WHERE u.invited_by_id IN ({}) AND u.id > ?) ranked \
-         WHERE rn <= ? ORDER BY invited_by_id, id",
+         FROM (SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.invited_by_id ORDER BY u.activated_at, u.id) AS rn \
+               FROM users u WHERE u.invited_by_id IN ({}) {after_clause}) ranked \
+         WHERE rn <= ? ORDER BY invited_by_id, activated_at, id",
         db::placeholders(inviter_ids.len())
     );
-    let mut values: Vec<sea_orm::Value> = inviter_ids.iter().map(|id| (*id).into()).collect();
-    values.push(after.unwrap_or(0).into());
-    values.push((limit as i64).into());
     let rows = users::Entity::find()
         .from_raw_sql(db::raw(conn.get_database_backend(), &sql, values))
         .all(conn)

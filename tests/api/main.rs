@@ -5,7 +5,6 @@ mod auth;
 mod helpers;
 mod invites;
 mod limits;
-mod logs;
 mod parsers;
 mod schema_file;
 mod startup;

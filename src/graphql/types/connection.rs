@@ -3,43 +3,58 @@ use async_graphql::{Context, Object, SimpleObject};
 use super::User;
 use crate::{
     db::entities::users,
-    domain::cursor,
+    domain::cursor::{self, Position},
     graphql::loaders::{Loaders, loader_error},
     services::users as user_service,
     state::AppState,
 };
 
-/// Where `totalCount` comes from; it is only computed when asked for.
+/// Which list a connection pages through: it decides the cursor's sort key and where
+/// `totalCount` comes from (computed only when asked for).
 #[derive(Clone, Copy, Debug)]
-pub enum Total {
+pub enum List {
+    /// Every user, newest first (by creation time).
     AllUsers,
+    /// The users who activated this user's invite code, in activation order.
     InviteesOf(i64),
+}
+
+impl List {
+    fn position(self, row: &users::Model) -> Position {
+        let at = match self {
+            Self::AllUsers => row.created_at,
+            Self::InviteesOf(_) => row.activated_at.unwrap_or(row.created_at),
+        };
+        Position { at, id: row.id }
+    }
 }
 
 pub struct UserConnection {
     rows: Vec<users::Model>,
     has_next_page: bool,
-    total: Total,
+    list: List,
 }
 
 impl UserConnection {
-    pub fn new(rows: Vec<users::Model>, has_next_page: bool, total: Total) -> Self {
+    pub fn new(rows: Vec<users::Model>, has_next_page: bool, list: List) -> Self {
         Self {
             rows,
             has_next_page,
-            total,
+            list,
         }
     }
 }
 
 #[Object]
 impl UserConnection {
+    // Costs nothing per row: it is one batched count per list, not per item.
+    #[graphql(complexity = 0)]
     async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
-        match self.total {
-            Total::AllUsers => {
+        match self.list {
+            List::AllUsers => {
                 Ok(user_service::count_all(&ctx.data_unchecked::<AppState>().db).await?)
             }
-            Total::InviteesOf(inviter_id) => Ok(ctx
+            List::InviteesOf(inviter_id) => Ok(ctx
                 .data_unchecked::<Loaders>()
                 .invite_counts
                 .load_one(inviter_id)
@@ -53,7 +68,7 @@ impl UserConnection {
         self.rows
             .iter()
             .map(|row| UserEdge {
-                cursor: cursor::encode(row.id),
+                cursor: cursor::encode(self.list.position(row)),
                 node: User(row.clone()),
             })
             .collect()
@@ -63,10 +78,14 @@ impl UserConnection {
         self.rows.iter().cloned().map(User).collect()
     }
 
+    #[graphql(complexity = 0)]
     async fn page_info(&self) -> PageInfo {
         PageInfo {
             has_next_page: self.has_next_page,
-            end_cursor: self.rows.last().map(|row| cursor::encode(row.id)),
+            end_cursor: self
+                .rows
+                .last()
+                .map(|row| cursor::encode(self.list.position(row))),
         }
     }
 }

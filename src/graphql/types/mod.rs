@@ -5,15 +5,20 @@ mod connection;
 mod payloads;
 mod user;
 
-pub use connection::{PageInfo, Total, UserConnection, UserEdge};
+pub use connection::{List, PageInfo, UserConnection, UserEdge};
 pub use payloads::{AuthPayload, RequestCodePayload};
 pub use user::User;
 
-/// Complexity of a paginated field: its children cost once per row it may return, so
-/// `first` multiplies (GraphQL cheat sheet: amount limiting).
+/// Complexity of a paginated field: its rows' fields cost once per row it may return, so
+/// `first` multiplies (GraphQL cheat sheet: amount limiting). An out-of-range `first` costs
+/// like one row, so the resolver, not the cost check, answers it (BAD_USER_INPUT, `first`).
 pub fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
-    let rows = first
-        .unwrap_or(crate::domain::cursor::DEFAULT_PAGE)
-        .clamp(1, crate::domain::cursor::MAX_PAGE);
-    rows as usize * child_complexity + 1
+    use crate::domain::cursor::{DEFAULT_PAGE, MAX_PAGE};
+    let first = first.unwrap_or(DEFAULT_PAGE);
+    let rows = if (1..=MAX_PAGE).contains(&first) {
+        first as usize
+    } else {
+        1
+    };
+    rows.saturating_mul(child_complexity).saturating_add(1)
 }

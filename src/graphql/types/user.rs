@@ -1,7 +1,7 @@
 use async_graphql::{Context, ID, Object};
 use chrono::{DateTime, Utc};
 
-use super::{Total, UserConnection, page_cost};
+use super::{List, UserConnection, page_cost};
 use crate::{
     db::entities::users,
     domain::cursor,
@@ -58,7 +58,7 @@ impl User {
         Ok(UserConnection::new(
             rows,
             has_next_page,
-            Total::InviteesOf(self.0.id),
+            List::InviteesOf(self.0.id),
         ))
     }
 

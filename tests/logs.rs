@@ -1,5 +1,11 @@
 //! Secrets stay out of logs: no code, token or full phone number in any line, at any level
 //! (the development SMS provider, whose job is to print the code, is not used here).
+//!
+//! A test binary of its own: the capture is the process-wide subscriber, so no other test's
+//! logging can interfere with it.
+
+#[path = "api/helpers.rs"]
+mod helpers;
 
 use std::{
     io::Write,
@@ -9,7 +15,7 @@ use std::{
 use serde_json::json;
 use tracing_subscriber::fmt::MakeWriter;
 
-use crate::helpers::{TestApp, assert_ok, phone, session_from};
+use helpers::{TestApp, assert_ok, phone, session_from};
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -34,12 +40,11 @@ impl<'a> MakeWriter<'a> for Capture {
 #[tokio::test]
 async fn no_code_token_or_phone_reaches_the_logs_even_at_trace() {
     let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(capture.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // The server's own logging setup, opened all the way to trace.
+    let filter = phone_auth::telemetry::filter(Some("trace"), false);
+    let subscriber = phone_auth::telemetry::subscriber(filter, false, capture.clone());
+    tracing::subscriber::set_global_default(subscriber)
+        .expect("the only subscriber of this binary");
 
     // 8-digit codes: a 4-digit one could turn up by chance inside a timestamp or an id.
     let app = TestApp::with_env(&[("OTP_LENGTH", "8")]).await;
