@@ -309,7 +309,11 @@ impl Config {
                     0 => usize::MAX,
                     n => n,
                 },
-                request_timeout: Duration::from_millis(r.parse("REQUEST_TIMEOUT_MS", 10_000)?),
+                // 0 turns the time limit off.
+                request_timeout: match r.parse("REQUEST_TIMEOUT_MS", 10_000)? {
+                    0 => Duration::MAX,
+                    ms => Duration::from_millis(ms),
+                },
             },
         };
         config.check_production(sms_provider_raw.is_some())?;

@@ -303,3 +303,40 @@ async fn cors_in_production_is_closed_by_default() {
         .await;
     assert!(r.headers.get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test]
+async fn introspection_is_off_in_production_unless_turned_on() {
+    let production = [
+        ("APP_ENV", "production"),
+        ("OTP_EXPOSE", "false"),
+        ("SMS_PROVIDER", "console"),
+    ];
+    let app = TestApp::with_env(&production).await;
+    // async-graphql answers a disabled introspection with null, revealing nothing.
+    let body = app
+        .gql("{ __schema { queryType { name } } }", json!({}))
+        .await;
+    assert!(body["data"]["__schema"].is_null(), "{body}");
+    // Ordinary queries still work, and errors carry no field suggestions.
+    let body = app.gql("{ mee { id } }", json!({})).await;
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(!message.contains("Did you mean"), "{message}");
+
+    let mut on = production.to_vec();
+    on.push(("GRAPHQL_INTROSPECTION", "true"));
+    let app = TestApp::with_env(&on).await;
+    let body = app
+        .gql("{ __schema { queryType { name } } }", json!({}))
+        .await;
+    assert_eq!(body["data"]["__schema"]["queryType"]["name"], "Query");
+    // Development suggests.
+    let dev = TestApp::spawn().await;
+    let body = dev.gql("{ mee { id } }", json!({})).await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Did you mean"),
+        "{body}"
+    );
+}
