@@ -318,7 +318,7 @@ async fn introspection_is_off_in_production_unless_turned_on() {
         .await;
     assert!(body["data"]["__schema"].is_null(), "{body}");
     // Ordinary queries still work, and errors carry no field suggestions.
-    let body = app.gql("{ mee { id } }", json!({})).await;
+    let body = app.gql("{ me { inviteCod } }", json!({})).await;
     let message = body["errors"][0]["message"].as_str().unwrap_or_default();
     assert!(!message.contains("Did you mean"), "{message}");
 
@@ -331,7 +331,7 @@ async fn introspection_is_off_in_production_unless_turned_on() {
     assert_eq!(body["data"]["__schema"]["queryType"]["name"], "Query");
     // Development suggests.
     let dev = TestApp::spawn().await;
-    let body = dev.gql("{ mee { id } }", json!({})).await;
+    let body = dev.gql("{ me { inviteCod } }", json!({})).await;
     assert!(
         body["errors"][0]["message"]
             .as_str()
