@@ -33,6 +33,8 @@ impl AppState {
         sms: Arc<dyn SmsSender>,
     ) -> Self {
         let keys = Arc::new(Keys::derive(&config.jwt_secret));
+        // The recorder must exist before the first metric is recorded.
+        crate::metrics::handle();
         let (invite_events, _) = broadcast::channel(1024);
         Self {
             config: Arc::new(config),

@@ -2,6 +2,7 @@
 //! domain types, call one service, and map the result into a GraphQL type.
 
 pub mod loaders;
+mod metrics_extension;
 mod mutation;
 mod query;
 pub mod schema;

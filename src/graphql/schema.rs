@@ -1,8 +1,8 @@
 use async_graphql::{Schema, SchemaBuilder};
 
 use super::{
-    mutation::MutationRoot, query::QueryRoot, sensitive_fields::SensitiveFieldLimit,
-    subscription::SubscriptionRoot,
+    metrics_extension::FieldMetrics, mutation::MutationRoot, query::QueryRoot,
+    sensitive_fields::SensitiveFieldLimit, subscription::SubscriptionRoot,
 };
 use crate::state::AppState;
 
@@ -18,7 +18,8 @@ pub fn build_schema(state: &AppState) -> AppSchema {
     let limits = &state.config.graphql;
     let mut builder = schema_builder()
         .data(state.clone())
-        .extension(SensitiveFieldLimit);
+        .extension(SensitiveFieldLimit)
+        .extension(FieldMetrics);
     if limits.max_depth > 0 {
         builder = builder.limit_depth(limits.max_depth);
     }

@@ -4,6 +4,7 @@
 mod cors;
 mod graphql;
 mod health;
+mod metrics;
 mod request_id;
 
 use axum::{Router, middleware, routing::get};
@@ -28,6 +29,8 @@ pub fn router(app: AppState) -> Router {
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render))
+        .route_layer(middleware::from_fn(metrics::track))
         .with_state(state);
     let router = match cors {
         Some(cors) => router.layer(cors),

@@ -137,6 +137,7 @@ pub async fn request_code(state: &AppState, phone: Phone, ip: IpAddr) -> AppResu
 
     let dev_code = config.otp_expose.then(|| code.expose().to_owned());
     deliver(state, phone.clone(), code);
+    crate::metrics::code_issued();
     tracing::info!("code issued");
     Ok(CodeIssued {
         phone,
@@ -151,8 +152,12 @@ pub async fn request_code(state: &AppState, phone: Phone, ip: IpAddr) -> AppResu
 fn deliver(state: &AppState, phone: Phone, code: OtpCode) {
     let sender = state.sms.clone();
     tokio::spawn(async move {
-        if let Err(err) = sender.send(&phone, &sms::code_message(code.expose())).await {
-            tracing::error!(phone = %phone, error = %err, "SMS delivery failed");
+        match sender.send(&phone, &sms::code_message(code.expose())).await {
+            Ok(()) => crate::metrics::code_delivered(),
+            Err(err) => {
+                crate::metrics::code_delivery_failed();
+                tracing::error!(phone = %phone, error = %err, "SMS delivery failed");
+            }
         }
     });
 }
@@ -225,6 +230,7 @@ pub async fn verify_code(
     if !constant_time_eq(&presented, &stored_hash) {
         limits::record_failure(&txn, config, &phone, now).await?;
         txn.commit().await?;
+        crate::metrics::verify_failed();
         tracing::info!(attempts_left, "wrong code");
         return Err(AppError::InvalidCode { attempts_left });
     }

@@ -340,3 +340,36 @@ async fn introspection_is_off_in_production_unless_turned_on() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn metrics_are_served_in_prometheus_format() {
+    let app = TestApp::spawn().await;
+    let code = app.code_for(&phone(1)).await;
+    app.verify(&phone(1), "0000").await;
+    app.verify(&phone(1), &code).await;
+    app.settle().await;
+    let r = app.get("/metrics", &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = r.body.as_str().expect("text");
+    for needle in [
+        r#"graphql_fields_total{field="requestCode",outcome="ok"}"#,
+        r#"graphql_fields_total{field="verifyCode",outcome="ok"}"#,
+        "graphql_field_duration_seconds_bucket",
+        r#"http_requests_total{route="/graphql",status="200"}"#,
+        "http_request_duration_seconds_bucket",
+        "sms_codes_issued_total",
+        "sms_codes_delivered_total",
+        "db_pool_connections",
+        "db_pool_max_connections",
+    ] {
+        assert!(text.contains(needle), "{needle} missing:\n{text}");
+    }
+    // A wrong guess: either INVALID_CODE or (if the random wrong guess was right) nothing.
+    assert!(text.contains("verify_failures_total") || code == "0000");
+}

@@ -1,0 +1,103 @@
+//! Prometheus metrics: one process-wide recorder (the `metrics` facade), rendered at
+//! `/metrics`. Names follow Prometheus conventions (`_total` counters, `_seconds` histograms).
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use sea_orm::DatabaseConnection;
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Installs the recorder once per process; later calls return the same handle. `None` when
+/// another recorder was installed first (metrics then go there).
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), LATENCY_BUCKETS)
+                .ok()?
+                .install_recorder()
+                .ok()
+        })
+        .as_ref()
+}
+
+/// The text exposition, with the pool gauges refreshed first.
+pub fn render(db: &DatabaseConnection) -> String {
+    record_pool(db);
+    handle().map(PrometheusHandle::render).unwrap_or_default()
+}
+
+fn record_pool(db: &DatabaseConnection) {
+    let (size, idle, max) = match db {
+        DatabaseConnection::SqlxPostgresPoolConnection(_) => {
+            let pool = db.get_postgres_connection_pool();
+            (
+                pool.size(),
+                pool.num_idle() as u32,
+                pool.options().get_max_connections(),
+            )
+        }
+        DatabaseConnection::SqlxSqlitePoolConnection(_) => {
+            let pool = db.get_sqlite_connection_pool();
+            (
+                pool.size(),
+                pool.num_idle() as u32,
+                pool.options().get_max_connections(),
+            )
+        }
+        _ => return,
+    };
+    metrics::gauge!("db_pool_connections", "state" => "idle").set(f64::from(idle));
+    metrics::gauge!("db_pool_connections", "state" => "in_use")
+        .set(f64::from(size.saturating_sub(idle)));
+    metrics::gauge!("db_pool_max_connections").set(f64::from(max));
+}
+
+/// One GraphQL root field (`requestCode`, `me`, …) finished with `outcome` (`ok` or an error code).
+pub fn field_resolved(field: &str, outcome: &str, seconds: f64) {
+    metrics::counter!("graphql_fields_total", "field" => field.to_owned(), "outcome" => outcome.to_owned())
+        .increment(1);
+    metrics::histogram!("graphql_field_duration_seconds", "field" => field.to_owned())
+        .record(seconds);
+    if outcome == crate::error::code::RATE_LIMITED {
+        metrics::counter!("rate_limited_total", "field" => field.to_owned()).increment(1);
+    }
+}
+
+/// One HTTP request finished.
+pub fn http_request(route: &str, status: u16, seconds: f64) {
+    metrics::counter!("http_requests_total", "route" => route.to_owned(), "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "route" => route.to_owned())
+        .record(seconds);
+}
+
+/// A code was issued and handed to delivery.
+pub fn code_issued() {
+    metrics::counter!("sms_codes_issued_total").increment(1);
+}
+
+/// The provider accepted a message.
+pub fn code_delivered() {
+    metrics::counter!("sms_codes_delivered_total").increment(1);
+}
+
+/// One delivery attempt failed (it may be retried).
+pub fn code_delivery_failed() {
+    metrics::counter!("sms_delivery_failures_total").increment(1);
+}
+
+/// Delivery was given up for good.
+pub fn code_undeliverable() {
+    metrics::counter!("sms_codes_undeliverable_total").increment(1);
+}
+
+/// A wrong code was entered.
+pub fn verify_failed() {
+    metrics::counter!("verify_failures_total").increment(1);
+}
