@@ -4,16 +4,10 @@
 use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
-use tokio::sync::broadcast;
 
-use crate::{clock::Clock, config::Config, services::keys::Keys, sms::SmsSender};
-
-/// Someone activated `inviter_id`'s invite code; `invitee_id` is who.
-#[derive(Clone, Copy, Debug)]
-pub struct InviteActivated {
-    pub inviter_id: i64,
-    pub invitee_id: i64,
-}
+use crate::{
+    clock::Clock, config::Config, events::InviteEvents, services::keys::Keys, sms::SmsSender,
+};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -22,7 +16,7 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub sms: Arc<dyn SmsSender>,
     pub keys: Arc<Keys>,
-    pub invite_events: broadcast::Sender<InviteActivated>,
+    pub invite_events: Arc<InviteEvents>,
 }
 
 impl AppState {
@@ -35,7 +29,7 @@ impl AppState {
         let keys = Arc::new(Keys::derive(&config.jwt_secret));
         // The recorder must exist before the first metric is recorded.
         crate::metrics::handle();
-        let (invite_events, _) = broadcast::channel(1024);
+        let invite_events = InviteEvents::start(&db);
         Self {
             config: Arc::new(config),
             db,

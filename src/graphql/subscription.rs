@@ -17,7 +17,7 @@ impl SubscriptionRoot {
     ) -> async_graphql::Result<BoxStream<'static, User>> {
         let me = ctx.data_unchecked::<Viewer>().user_id()?;
         let state = ctx.data_unchecked::<AppState>().clone();
-        let events = BroadcastStream::new(state.invite_events.subscribe());
+        let events = BroadcastStream::new(state.invite_events.subscribe().await);
         Ok(events
             .filter_map(move |event| {
                 let state = state.clone();

@@ -10,7 +10,8 @@ use crate::{
     },
     domain::invite_code::InviteCode,
     error::{AppError, AppResult},
-    state::{AppState, InviteActivated},
+    events::InviteActivated,
+    state::AppState,
 };
 
 #[tracing::instrument(skip_all, fields(user_id))]
@@ -43,11 +44,16 @@ pub async fn activate_invite(
     match state.db.query_one(update).await? {
         Some(row) => {
             let user = users::Model::from_query_result(&row, "")?;
-            // Nobody listening is fine: the send only fails when there are no subscribers.
-            let _ = state.invite_events.send(InviteActivated {
-                inviter_id: owner.id,
-                invitee_id: user.id,
-            });
+            state
+                .invite_events
+                .publish(
+                    &state.db,
+                    InviteActivated {
+                        inviter_id: owner.id,
+                        invitee_id: user.id,
+                    },
+                )
+                .await;
             tracing::info!(inviter_id = owner.id, "invite activated");
             Ok(user)
         }

@@ -1,0 +1,148 @@
+//! "Someone activated your invite code", delivered to every instance's subscribers.
+//!
+//! On PostgreSQL the event travels as a `NOTIFY` on one channel, and each instance `LISTEN`s
+//! and fans it out to its own subscribers, so a user subscribed on instance A hears about an
+//! activation handled by instance B. On SQLite (one process) an in-process channel does.
+
+use std::{sync::Arc, time::Duration};
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use sqlx::postgres::PgListener;
+use tokio::sync::{broadcast, watch};
+
+const CHANNEL: &str = "phone_auth_invite_activated";
+
+/// Someone activated `inviter_id`'s invite code; `invitee_id` is who.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InviteActivated {
+    pub inviter_id: i64,
+    pub invitee_id: i64,
+}
+
+impl InviteActivated {
+    fn to_payload(self) -> String {
+        format!("{}:{}", self.inviter_id, self.invitee_id)
+    }
+
+    fn from_payload(payload: &str) -> Option<Self> {
+        let (inviter, invitee) = payload.split_once(':')?;
+        Some(Self {
+            inviter_id: inviter.parse().ok()?,
+            invitee_id: invitee.parse().ok()?,
+        })
+    }
+}
+
+pub struct InviteEvents {
+    local: broadcast::Sender<InviteActivated>,
+    /// On PostgreSQL: whether this instance's listener is connected and listening.
+    listening: Option<watch::Receiver<bool>>,
+}
+
+impl InviteEvents {
+    /// Starts the PostgreSQL listener when `db` is PostgreSQL (it runs until the process ends).
+    pub fn start(db: &DatabaseConnection) -> Arc<Self> {
+        let (local, _) = broadcast::channel(1024);
+        let listening = match db.get_database_backend() {
+            DbBackend::Postgres => {
+                let (ready_tx, ready_rx) = watch::channel(false);
+                let pool = db.get_postgres_connection_pool().clone();
+                tokio::spawn(listen(pool, local.clone(), ready_tx));
+                Some(ready_rx)
+            }
+            _ => None,
+        };
+        Arc::new(Self { local, listening })
+    }
+
+    /// Announces an activation to every instance.
+    pub async fn publish(&self, db: &DatabaseConnection, event: InviteActivated) {
+        match self.listening {
+            Some(_) => {
+                let stmt = Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT pg_notify($1, $2)",
+                    [CHANNEL.into(), event.to_payload().into()],
+                );
+                if let Err(err) = db.execute(stmt).await {
+                    tracing::warn!(error = %err, "could not announce an invite activation");
+                }
+            }
+            // Nobody listening is fine: the send only fails when there are no subscribers.
+            None => {
+                let _ = self.local.send(event);
+            }
+        }
+    }
+
+    /// A receiver of every activation announced from now on. On PostgreSQL it waits (briefly)
+    /// for the listener, so nothing announced after this returns can be missed.
+    pub async fn subscribe(&self) -> broadcast::Receiver<InviteActivated> {
+        let receiver = self.local.subscribe();
+        if let Some(listening) = &self.listening {
+            let mut listening = listening.clone();
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), listening.wait_for(|ready| *ready))
+                    .await;
+        }
+        receiver
+    }
+}
+
+async fn listen(
+    pool: sqlx::PgPool,
+    local: broadcast::Sender<InviteActivated>,
+    ready: watch::Sender<bool>,
+) {
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                tracing::warn!(error = %err, "invite listener cannot connect; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(err) = listener.listen(CHANNEL).await {
+            tracing::warn!(error = %err, "invite listener cannot LISTEN; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        let _ = ready.send(true);
+        // `recv` reconnects by itself after a lost connection (and re-LISTENs).
+        loop {
+            match listener.recv().await {
+                Ok(notification) => {
+                    if let Some(event) = InviteActivated::from_payload(notification.payload()) {
+                        let _ = local.send(event);
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "invite listener failed; reconnecting");
+                    let _ = ready.send(false);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_round_trips_and_refuses_garbage() {
+        let event = InviteActivated {
+            inviter_id: 7,
+            invitee_id: 42,
+        };
+        assert_eq!(
+            InviteActivated::from_payload(&event.to_payload()),
+            Some(event)
+        );
+        for bad in ["", "7", "7:", ":4", "a:b", "1:2:3"] {
+            assert_eq!(InviteActivated::from_payload(bad), None, "{bad}");
+        }
+    }
+}
