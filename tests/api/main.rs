@@ -8,6 +8,7 @@ mod limits;
 mod parsers;
 mod schema_file;
 mod startup;
+mod subscriptions;
 mod tokens;
 mod transport;
 mod users;
