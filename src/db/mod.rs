@@ -50,7 +50,9 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
             .connect_with(options)
             .await
             .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))?;
-        Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
+        Ok(count_statements(
+            SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
+        ))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| DbErr::Custom(format!("invalid DATABASE_URL: {e}")))?;
@@ -60,12 +62,26 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
             .connect_with(options)
             .await
             .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))?;
-        Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
+        Ok(count_statements(
+            SqlxPostgresConnector::from_sqlx_postgres_pool(pool),
+        ))
     } else {
         Err(DbErr::Custom(
             "DATABASE_URL must start with sqlite: or postgres:".into(),
         ))
     }
+}
+
+/// Every statement run through SeaORM increments `db_statements_total` (and failures
+/// `db_statement_errors_total`): the benchmark divides it by requests served.
+fn count_statements(mut db: DatabaseConnection) -> DatabaseConnection {
+    db.set_metric_callback(|info| {
+        metrics::counter!("db_statements_total").increment(1);
+        if info.failed {
+            metrics::counter!("db_statement_errors_total").increment(1);
+        }
+    });
+    db
 }
 
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use sea_orm::DatabaseConnection;
 
 use crate::{
@@ -82,15 +82,24 @@ impl Loader<i64> for InviteCountLoader {
 }
 
 pub struct Loaders {
-    pub invitees: DataLoader<InviteesLoader>,
-    pub invite_counts: DataLoader<InviteCountLoader>,
+    pub invitees: DataLoader<InviteesLoader, HashMapCache>,
+    pub invite_counts: DataLoader<InviteCountLoader, HashMapCache>,
 }
 
 impl Loaders {
     pub fn new(db: &DatabaseConnection) -> Self {
         Self {
-            invitees: DataLoader::new(InviteesLoader { db: db.clone() }, tokio::spawn),
-            invite_counts: DataLoader::new(InviteCountLoader { db: db.clone() }, tokio::spawn),
+            // Cached for the request: what a parent resolver prefetched, its children find.
+            invitees: DataLoader::with_cache(
+                InviteesLoader { db: db.clone() },
+                tokio::spawn,
+                HashMapCache::default(),
+            ),
+            invite_counts: DataLoader::with_cache(
+                InviteCountLoader { db: db.clone() },
+                tokio::spawn,
+                HashMapCache::default(),
+            ),
         }
     }
 }

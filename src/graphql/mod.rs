@@ -4,6 +4,7 @@
 pub mod loaders;
 mod metrics_extension;
 mod mutation;
+mod prefetch;
 mod query;
 pub mod schema;
 mod sensitive_fields;

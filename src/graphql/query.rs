@@ -1,6 +1,7 @@
 use async_graphql::{Context, Object};
 
 use super::{
+    prefetch,
     types::{List, User, UserConnection, page_cost},
     viewer::Viewer,
 };
@@ -43,6 +44,8 @@ impl QueryRoot {
         let first = cursor::page_size(first.unwrap_or(cursor::DEFAULT_PAGE))?;
         let after = after.as_deref().map(cursor::decode).transpose()?;
         let (rows, has_next_page) = users::page_all(&state.db, first, after).await?;
+        let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
+        prefetch::invitees_of_page(ctx, &ids).await?;
         Ok(UserConnection::new(rows, has_next_page, List::AllUsers))
     }
 }

@@ -8,6 +8,7 @@ mod limits;
 mod parsers;
 mod schema_file;
 mod startup;
+mod statements;
 mod subscriptions;
 mod tokens;
 mod transport;

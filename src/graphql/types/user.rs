@@ -5,7 +5,10 @@ use super::{List, UserConnection, page_cost};
 use crate::{
     db::entities::users,
     domain::cursor,
-    graphql::loaders::{InviteesKey, Loaders, loader_error},
+    graphql::{
+        loaders::{InviteesKey, Loaders, loader_error},
+        prefetch,
+    },
     services::users::split_page,
 };
 
@@ -42,24 +45,27 @@ impl User {
     ) -> async_graphql::Result<UserConnection> {
         let first = cursor::page_size(first.unwrap_or(cursor::DEFAULT_PAGE))?;
         let after = after.as_deref().map(cursor::decode).transpose()?;
-        let loaders = ctx.data_unchecked::<Loaders>();
+        let list = List::InviteesOf(self.0.id);
+        if !prefetch::selects_rows(&ctx.look_ahead()) {
+            // Only totalCount: no rows to load.
+            return Ok(UserConnection::new(Vec::new(), false, list));
+        }
         let key = InviteesKey {
             inviter_id: self.0.id,
             limit: first + 1,
             after,
         };
-        let rows = loaders
+        let rows = ctx
+            .data_unchecked::<Loaders>()
             .invitees
             .load_one(key)
             .await
             .map_err(loader_error)?
             .unwrap_or_default();
         let (rows, has_next_page) = split_page(rows.as_ref().clone(), first);
-        Ok(UserConnection::new(
-            rows,
-            has_next_page,
-            List::InviteesOf(self.0.id),
-        ))
+        let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
+        prefetch::invitees_of_page(ctx, &ids).await?;
+        Ok(UserConnection::new(rows, has_next_page, list))
     }
 
     async fn created_at(&self) -> DateTime<Utc> {

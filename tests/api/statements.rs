@@ -1,0 +1,118 @@
+//! SQL statements per operation, counted (not timed): a change that adds a query per row, or
+//! a round trip to the token check, fails here.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use phone_auth::db::entities::users;
+use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+use serde_json::json;
+
+use crate::helpers::{TestApp, assert_ok, phone};
+
+/// Inserts `n` users who activated `inviter`'s code; returns their ids.
+async fn seed_invitees(app: &TestApp, inviter: i64, n: usize, first_phone: u32) -> Vec<i64> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let now = Utc::now();
+        let user = users::ActiveModel {
+            phone: Set(phone(first_phone + i as u32)),
+            invite_code: Set(format!("S{:05}", first_phone + i as u32)),
+            invited_by_id: Set(Some(inviter)),
+            activated_invite_code: Set(Some("SEEDED".to_owned())),
+            activated_at: Set(Some(now)),
+            created_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&app.state.db)
+        .await
+        .expect("seed insert");
+        ids.push(user.id);
+    }
+    ids
+}
+
+const NESTED: &str = "query($first: Int!) { me { invitedUsers(first: $first) { totalCount nodes { phone \
+                      invitedUsers(first: 5) { totalCount } } } } }";
+
+#[tokio::test]
+async fn me_costs_one_statement_and_the_token_check_none() {
+    let app = TestApp::spawn().await;
+    let session = app.sign_in(&phone(1)).await;
+    app.reset_statements();
+    assert_ok(
+        &app.gql_as(
+            &session.access_token,
+            "{ me { id phone inviteCode } }",
+            json!({}),
+        )
+        .await,
+    );
+    assert_eq!(app.statements(), 1, "{:?}", app.statement_log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_invitees_cost_four_statements_under_concurrent_load_whatever_the_page_size() {
+    let app = Arc::new(TestApp::with_env(&[("GRAPHQL_MAX_COMPLEXITY", "0")]).await);
+    let inviter = app.sign_in(&phone(1)).await;
+    let inviter_id: i64 = inviter.user_id.parse().expect("numeric id");
+    let level_one = seed_invitees(&app, inviter_id, 60, 1000).await;
+    for (i, id) in level_one.iter().take(20).enumerate() {
+        seed_invitees(&app, *id, 3, 2000 + 10 * i as u32).await;
+    }
+
+    for first in [5, 100] {
+        app.reset_statements();
+        let requests: Vec<_> = (0..64)
+            .map(|_| {
+                let app = app.clone();
+                let token = inviter.access_token.clone();
+                tokio::spawn(
+                    async move { app.gql_as(&token, NESTED, json!({ "first": first })).await },
+                )
+            })
+            .collect();
+        for request in requests {
+            let body = request.await.expect("request task");
+            assert_ok(&body);
+            let connection = &body["data"]["me"]["invitedUsers"];
+            assert_eq!(connection["totalCount"], 60);
+            let nodes = connection["nodes"].as_array().expect("nodes");
+            assert_eq!(nodes.len(), first.min(60) as usize);
+            assert_eq!(nodes[0]["invitedUsers"]["totalCount"], 3);
+        }
+        let per_request = app.statements() as f64 / 64.0;
+        assert!(
+            per_request <= 4.0,
+            "first: {first}: {per_request} statements per request; log of the last ones: {:?}",
+            app.statement_log()
+                .iter()
+                .rev()
+                .take(12)
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
+#[tokio::test]
+async fn sign_in_statement_counts_stay_put() {
+    let app = TestApp::spawn().await;
+    app.reset_statements();
+    let code = app.code_for(&phone(1)).await;
+    let request_code = app.statements();
+    app.reset_statements();
+    assert_ok(&app.verify(&phone(1), &code).await);
+    let verify_code = app.statements();
+    // The numbers the README's Performance section explains; raise them only with a reason.
+    assert!(
+        request_code <= 7,
+        "requestCode: {request_code}: {:?}",
+        app.statement_log()
+    );
+    assert!(
+        verify_code <= 7,
+        "verifyCode: {verify_code}: {:?}",
+        app.statement_log()
+    );
+    eprintln!("requestCode: {request_code} statements, verifyCode: {verify_code} statements");
+}
