@@ -167,3 +167,88 @@ fn the_binary_exits_non_zero_on_unsafe_production_settings() {
         assert!(stderr.contains("refusing to start"), "{stderr}");
     }
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// The real binary: starts on a fresh SQLite file, migrates, answers, and on SIGTERM finishes
+/// and exits cleanly.
+#[tokio::test]
+async fn the_binary_serves_and_shuts_down_gracefully_on_sigterm() {
+    let dir =
+        std::env::temp_dir().join(format!("phone-auth-run-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let port = free_port();
+    let started = std::time::Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_phone-auth"))
+        .current_dir(&dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("SMS_DELAY_MS", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..200 {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
+            if r.status().is_success() {
+                ready = true;
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(ready, "not ready within 2 s");
+    eprintln!("start to /readyz: {} ms", started.elapsed().as_millis());
+    assert!(
+        dir.join("phone-auth.db").exists(),
+        "the default database is a file in the working directory"
+    );
+
+    let body = client
+        .post(format!("{base}/graphql"))
+        .json(&serde_json::json!({ "query": "mutation { requestCode(phone: \"+79120000001\") { phone devCode } }" }))
+        .send()
+        .await
+        .expect("request")
+        .json::<serde_json::Value>()
+        .await
+        .expect("json");
+    assert_eq!(
+        body["data"]["requestCode"]["phone"], "+79120000001",
+        "{body}"
+    );
+    assert!(
+        body["data"]["requestCode"]["devCode"].is_string(),
+        "development exposes the code"
+    );
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let mut exited = None;
+    for _ in 0..500 {
+        if let Some(status) = child.try_wait().expect("wait") {
+            exited = Some(status);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let status = exited.unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("did not stop within 5 s of SIGTERM")
+    });
+    assert!(status.success(), "exit status {status:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
