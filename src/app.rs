@@ -5,11 +5,14 @@ use std::{net::SocketAddr, sync::Arc};
 use axum::Router;
 use tokio::net::TcpListener;
 
+use tokio::{sync::watch, task::JoinHandle};
+
 use crate::{
-    clock::SystemClock,
+    clock::{Clock, SystemClock},
     config::{Config, SmsProviderKind, redact_url},
     db,
-    sms::{ConsoleSender, SmsSender},
+    services::outbox,
+    sms::{ConsoleSender, SmsSender, TwilioSender, WebhookSender},
     state::AppState,
 };
 
@@ -26,10 +29,49 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     db::migrate(&db)
         .await
         .map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
-    let sms: Arc<dyn SmsSender> = match config.sms_provider {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let sms = sms_sender(&config, clock.clone())?;
+    Ok(AppState::new(config, db, clock, sms))
+}
+
+/// The provider `SMS_PROVIDER` names, built from its settings.
+pub fn sms_sender(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<dyn SmsSender>> {
+    let timeout = config.sms_send_timeout;
+    Ok(match &config.sms_provider {
         SmsProviderKind::Console => Arc::new(ConsoleSender::new(config.sms_delay)),
-    };
-    Ok(AppState::new(config, db, Arc::new(SystemClock), sms))
+        SmsProviderKind::Webhook(settings) => Arc::new(
+            WebhookSender::new(settings, timeout, clock)
+                .map_err(|e| anyhow::anyhow!("SMS_PROVIDER=webhook: {e}"))?,
+        ),
+        SmsProviderKind::Twilio(settings) => Arc::new(
+            TwilioSender::new(settings, timeout)
+                .map_err(|e| anyhow::anyhow!("SMS_PROVIDER=twilio: {e}"))?,
+        ),
+    })
+}
+
+/// This instance's SMS outbox worker (see `services::outbox`).
+pub struct OutboxWorker {
+    stop: watch::Sender<bool>,
+    handle: JoinHandle<()>,
+}
+
+impl OutboxWorker {
+    /// Starts the worker on the runtime; it runs until [`OutboxWorker::stop`] or until this
+    /// value is dropped.
+    pub fn start(state: AppState) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let handle = tokio::spawn(outbox::run_worker(state, stopped));
+        Self { stop, handle }
+    }
+
+    /// Lets the worker finish the batch it holds (and one last pass), then waits for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Err(err) = self.handle.await {
+            tracing::error!(error = %err, "the SMS outbox worker panicked");
+        }
+    }
 }
 
 pub fn build_router(state: AppState) -> Router {
@@ -57,19 +99,33 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             "OTP_EXPOSE is on: codes are returned in requestCode responses (development only)"
         );
     }
+    if let SmsProviderKind::Webhook(webhook) = &config.sms_provider {
+        if config.is_production() && webhook.url.scheme() == "http" {
+            tracing::warn!(
+                "SMS_WEBHOOK_URL is plain http: messages (which hold codes) cross the network unencrypted"
+            );
+        }
+    }
+    tracing::info!(provider = config.sms_provider.name(), "SMS provider");
     let addr = config.listen_addr;
     let state = build_state(config).await?;
     spawn_pruning(state.clone());
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let worker = OutboxWorker::start(state.clone());
     tracing::info!("phone-auth listening on http://{addr}/ (GraphiQL) and http://{addr}/graphql");
-    serve(listener, build_router(state)).await?;
+    let served = serve(listener, build_router(state)).await;
+    // The worker keeps sending while in-flight requests finish, so the codes they issue go
+    // out; then it finishes the batch it holds and stops.
+    tracing::info!("finishing the SMS outbox batch");
+    worker.stop().await;
+    served?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Deletes rate-limit events no window counts any more, hourly.
+/// Deletes rate-limit events no window counts any more and old finished outbox rows, hourly.
 fn spawn_pruning(state: AppState) {
     tokio::spawn(async move {
         let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
@@ -78,6 +134,10 @@ fn spawn_pruning(state: AppState) {
             match crate::services::limits::prune(&state.db, state.clock.now()).await {
                 Ok(deleted) => tracing::debug!(deleted, "pruned old rate-limit events"),
                 Err(err) => tracing::warn!(error = ?err, "pruning rate-limit events failed"),
+            }
+            match outbox::prune(&state, state.clock.now()).await {
+                Ok(deleted) => tracing::debug!(deleted, "pruned finished SMS outbox rows"),
+                Err(err) => tracing::warn!(error = ?err, "pruning the SMS outbox failed"),
             }
         }
     });

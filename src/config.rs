@@ -26,9 +26,77 @@ pub enum AppEnv {
     Production,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where codes go (`SMS_PROVIDER`), with that provider's settings.
+#[derive(Clone, Debug)]
 pub enum SmsProviderKind {
+    /// Development: the message is written to the log.
     Console,
+    /// A signed JSON POST to any gateway (`SMS_WEBHOOK_*`).
+    Webhook(WebhookSettings),
+    /// Twilio's Messages API (`TWILIO_*`).
+    Twilio(TwilioSettings),
+}
+
+impl SmsProviderKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Console => "console",
+            Self::Webhook(_) => "webhook",
+            Self::Twilio(_) => "twilio",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct WebhookSettings {
+    pub url: reqwest::Url,
+    /// The HMAC-SHA256 key of the `X-Signature` header, shared with the gateway.
+    pub secret: SecretString,
+}
+
+impl fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookSettings")
+            .field("url", &redact_url(self.url.as_str()))
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}
+
+#[derive(Clone)]
+pub struct TwilioSettings {
+    /// `https://api.twilio.com` unless a test (or a proxy) says otherwise.
+    pub base_url: reqwest::Url,
+    pub account_sid: String,
+    pub auth_token: SecretString,
+    /// At least one of the two is set.
+    pub from: Option<String>,
+    pub messaging_service_sid: Option<String>,
+}
+
+impl TwilioSettings {
+    /// `{base}/2010-04-01/Accounts/{sid}/Messages.json`.
+    pub fn messages_url(&self) -> reqwest::Url {
+        let mut url = self.base_url.clone();
+        let base_path = self.base_url.path().trim_end_matches('/');
+        url.set_path(&format!(
+            "{base_path}/2010-04-01/Accounts/{}/Messages.json",
+            self.account_sid
+        ));
+        url
+    }
+}
+
+impl fmt::Debug for TwilioSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TwilioSettings")
+            .field("base_url", &redact_url(self.base_url.as_str()))
+            .field("account_sid", &self.account_sid)
+            .field("auth_token", &"[redacted]")
+            .field("from", &self.from)
+            .field("messaging_service_sid", &self.messaging_service_sid)
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +147,11 @@ pub struct Config {
     pub otp_resend_cooldown: Duration,
     pub sms_provider: SmsProviderKind,
     pub sms_delay: Duration,
+    /// Longest one delivery attempt may take (`SMS_SEND_TIMEOUT_MS`).
+    pub sms_send_timeout: Duration,
+    /// How long after a code is issued its delivery is retried before it is marked
+    /// undeliverable (`SMS_DELIVERY_GIVE_UP_SECONDS`; default: the code's life).
+    pub sms_give_up_after: Duration,
     pub default_region: Region,
     pub admin_phones: BTreeSet<String>,
     pub access_token_ttl: Duration,
@@ -188,6 +261,92 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
     }
 }
 
+/// The SMS section: which provider, and the settings it cannot work without.
+impl<F: Fn(&str) -> Option<String>> Reader<F> {
+    fn sms_provider(&self, name: Option<&str>) -> Result<SmsProviderKind, ConfigError> {
+        Ok(match name {
+            None | Some("console") => SmsProviderKind::Console,
+            Some("webhook") => SmsProviderKind::Webhook(WebhookSettings {
+                url: self.url("SMS_WEBHOOK_URL", None, "webhook")?,
+                secret: SecretString::from(self.required("SMS_WEBHOOK_SECRET", "webhook")?),
+            }),
+            Some("twilio") => {
+                let account_sid = self.required("TWILIO_ACCOUNT_SID", "twilio")?;
+                // It becomes a path segment of the API URL.
+                if !account_sid.chars().all(|c| c.is_ascii_alphanumeric()) {
+                    return Err(ConfigError::Invalid {
+                        name: "TWILIO_ACCOUNT_SID",
+                        message: "expected letters and digits only (AC…)".into(),
+                    });
+                }
+                let from = self.raw("TWILIO_FROM");
+                let messaging_service_sid = self.raw("TWILIO_MESSAGING_SERVICE_SID");
+                if from.is_none() && messaging_service_sid.is_none() {
+                    return Err(ConfigError::Invalid {
+                        name: "TWILIO_FROM",
+                        message: "TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID is required when SMS_PROVIDER=twilio".into(),
+                    });
+                }
+                SmsProviderKind::Twilio(TwilioSettings {
+                    base_url: self.url(
+                        "TWILIO_BASE_URL",
+                        Some("https://api.twilio.com"),
+                        "twilio",
+                    )?,
+                    account_sid,
+                    auth_token: SecretString::from(self.required("TWILIO_AUTH_TOKEN", "twilio")?),
+                    from,
+                    messaging_service_sid,
+                })
+            }
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "SMS_PROVIDER",
+                    message: format!(
+                        "unknown provider {other:?} (known: console, webhook, twilio)"
+                    ),
+                });
+            }
+        })
+    }
+
+    fn required(&self, name: &'static str, provider: &str) -> Result<String, ConfigError> {
+        self.raw(name).ok_or_else(|| ConfigError::Invalid {
+            name,
+            message: format!("required when SMS_PROVIDER={provider}"),
+        })
+    }
+
+    /// An http(s) URL with a host.
+    fn url(
+        &self,
+        name: &'static str,
+        default: Option<&str>,
+        provider: &str,
+    ) -> Result<reqwest::Url, ConfigError> {
+        let raw = match (self.raw(name), default) {
+            (Some(raw), _) => raw,
+            (None, Some(default)) => default.to_owned(),
+            (None, None) => {
+                return Err(ConfigError::Invalid {
+                    name,
+                    message: format!("required when SMS_PROVIDER={provider}"),
+                });
+            }
+        };
+        let invalid = |message: String| ConfigError::Invalid { name, message };
+        let url = reqwest::Url::parse(&raw)
+            .map_err(|e| invalid(format!("not a URL ({e}): {}", redact_url(&raw))))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(invalid(format!(
+                "expected an http:// or https:// URL, got {}",
+                redact_url(&raw)
+            )));
+        }
+        Ok(url)
+    }
+}
+
 impl Config {
     /// Reads the process environment (`.env` must already be loaded by the caller).
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -229,15 +388,23 @@ impl Config {
         }
 
         let sms_provider_raw = r.raw("SMS_PROVIDER").map(|v| v.to_ascii_lowercase());
-        let sms_provider = match sms_provider_raw.as_deref() {
-            None | Some("console") => SmsProviderKind::Console,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    name: "SMS_PROVIDER",
-                    message: format!("unknown provider {other:?} (known: console)"),
-                });
-            }
-        };
+        let sms_provider = r.sms_provider(sms_provider_raw.as_deref())?;
+        let otp_ttl = r.seconds("OTP_TTL_SECONDS", 300)?;
+        let sms_send_timeout: u64 = r.parse("SMS_SEND_TIMEOUT_MS", 10_000)?;
+        if !(1..=600_000).contains(&sms_send_timeout) {
+            return Err(ConfigError::Invalid {
+                name: "SMS_SEND_TIMEOUT_MS",
+                message: "must be between 1 and 600000 (10 minutes)".into(),
+            });
+        }
+        // Past the code's life a delivery is useless: by default, stop trying then.
+        let sms_give_up_after = r.seconds("SMS_DELIVERY_GIVE_UP_SECONDS", otp_ttl.as_secs())?;
+        if sms_give_up_after > Duration::from_secs(86_400) {
+            return Err(ConfigError::Invalid {
+                name: "SMS_DELIVERY_GIVE_UP_SECONDS",
+                message: "must be at most 86400 (a day)".into(),
+            });
+        }
 
         let default_region: Region = r.parse("DEFAULT_REGION", Region::default())?;
         let admin_phones = r
@@ -277,11 +444,13 @@ impl Config {
             jwt_secret_generated,
             otp_expose: r.bool("OTP_EXPOSE", dev)?,
             otp_length,
-            otp_ttl: r.seconds("OTP_TTL_SECONDS", 300)?,
+            otp_ttl,
             otp_max_attempts,
             otp_resend_cooldown: r.seconds("OTP_RESEND_COOLDOWN_SECONDS", 60)?,
             sms_provider,
             sms_delay: Duration::from_millis(r.parse("SMS_DELAY_MS", 1000)?),
+            sms_send_timeout: Duration::from_millis(sms_send_timeout),
+            sms_give_up_after,
             default_region,
             admin_phones,
             access_token_ttl: r.seconds("ACCESS_TOKEN_TTL_SECONDS", 900)?,
@@ -349,11 +518,18 @@ impl Config {
                 "OTP_EXPOSE=true would put codes in responses".into(),
             ));
         }
-        if self.sms_provider == SmsProviderKind::Console && !sms_provider_explicit {
+        if matches!(self.sms_provider, SmsProviderKind::Console) && !sms_provider_explicit {
             return Err(ConfigError::Unsafe(
                 "no SMS_PROVIDER set; the console provider only logs codes (set SMS_PROVIDER=console to opt in)"
                     .into(),
             ));
+        }
+        if let SmsProviderKind::Webhook(webhook) = &self.sms_provider {
+            if webhook.secret.expose_secret().len() < MIN_SECRET_BYTES {
+                return Err(ConfigError::Unsafe(format!(
+                    "SMS_WEBHOOK_SECRET is shorter than {MIN_SECRET_BYTES} bytes"
+                )));
+            }
         }
         Ok(())
     }

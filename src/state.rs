@@ -1,9 +1,11 @@
 //! What every layer shares: configuration, the database, the clock, the SMS sender, the keys
-//! derived from the secret, and the channel that announces invite activations.
+//! derived from the secret, the channel that announces invite activations, and the bell that
+//! wakes the SMS outbox worker.
 
 use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
+use tokio::sync::Notify;
 
 use crate::{
     clock::Clock, config::Config, events::InviteEvents, services::keys::Keys, sms::SmsSender,
@@ -17,6 +19,9 @@ pub struct AppState {
     pub sms: Arc<dyn SmsSender>,
     pub keys: Arc<Keys>,
     pub invite_events: Arc<InviteEvents>,
+    /// Rung after a code's transaction commits, so this instance's outbox worker sends at once
+    /// instead of at its next poll.
+    pub outbox_wake: Arc<Notify>,
 }
 
 impl AppState {
@@ -37,6 +42,7 @@ impl AppState {
             sms,
             keys,
             invite_events,
+            outbox_wake: Arc::new(Notify::new()),
         }
     }
 }

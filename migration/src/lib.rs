@@ -7,6 +7,7 @@ mod m20261122_000001_create_users;
 mod m20261122_000002_create_otp_codes;
 mod m20261122_000003_create_refresh_tokens;
 mod m20261122_000004_create_rate_limits;
+mod m20261122_000005_create_sms_outbox;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_create_otp_codes::Migration),
             Box::new(m20261122_000003_create_refresh_tokens::Migration),
             Box::new(m20261122_000004_create_rate_limits::Migration),
+            Box::new(m20261122_000005_create_sms_outbox::Migration),
         ]
     }
 }

@@ -6,6 +6,7 @@ pub mod invites;
 pub mod keys;
 pub mod limits;
 pub mod otp;
+pub mod outbox;
 pub mod tokens;
 pub mod users;
 

@@ -19,7 +19,7 @@ use crate::{
     error::{AppError, AppResult},
     services::{
         keys::constant_time_eq,
-        limits, seconds_until,
+        limits, outbox, seconds_until,
         tokens::{self, TokenPair},
         users,
     },
@@ -43,8 +43,8 @@ pub struct SignIn {
     pub is_new_user: bool,
 }
 
-/// Issues a fresh code for `phone`, replacing any pending one, and hands it to the SMS sender
-/// off the request path. Refused, in this order and without touching the code the user already
+/// Issues a fresh code for `phone`, replacing any pending one, and queues its SMS in the same
+/// transaction (`services::outbox` delivers it off the request path). Refused, in this order and without touching the code the user already
 /// has: a destination country outside `SMS_ALLOWED_REGIONS`, a phone whose failure budget is
 /// spent, a resend inside the cooldown, and any full send window (per phone, per IP, global).
 #[tracing::instrument(skip_all, fields(phone = %phone))]
@@ -126,17 +126,30 @@ pub async fn request_code(state: &AppState, phone: Phone, ip: IpAddr) -> AppResu
         .returning_col(Column::Id)
         .to_owned();
     let backend = txn.get_database_backend();
-    if txn.query_one(backend.build(&upsert)).await?.is_none() {
+    let Some(row) = txn.query_one(backend.build(&upsert)).await? else {
         // Another request for this phone won the race.
         txn.rollback().await?;
         return Err(AppError::RateLimited {
             retry_after: seconds_until(now, resend_available_at),
         });
-    }
+    };
+    let code_id: i64 = row.try_get("", "id")?;
+    // The message is committed with the code (the transactional outbox): a provider outage
+    // or a crash after the commit loses nothing, and the request never waits for delivery,
+    // so its answer gives no timing signal about the phone.
+    outbox::enqueue(
+        &txn,
+        state,
+        code_id,
+        &phone,
+        now,
+        &sms::code_message(code.expose()),
+    )
+    .await?;
     txn.commit().await?;
+    outbox::wake(state);
 
     let dev_code = config.otp_expose.then(|| code.expose().to_owned());
-    deliver(state, phone.clone(), code);
     crate::metrics::code_issued();
     tracing::info!("code issued");
     Ok(CodeIssued {
@@ -145,21 +158,6 @@ pub async fn request_code(state: &AppState, phone: Phone, ip: IpAddr) -> AppResu
         resend_available_at,
         dev_code,
     })
-}
-
-/// Sends the code in the background: a slow provider never holds the GraphQL request, and the
-/// answer does not depend on delivery (no timing signal about the phone).
-fn deliver(state: &AppState, phone: Phone, code: OtpCode) {
-    let sender = state.sms.clone();
-    tokio::spawn(async move {
-        match sender.send(&phone, &sms::code_message(code.expose())).await {
-            Ok(()) => crate::metrics::code_delivered(),
-            Err(err) => {
-                crate::metrics::code_delivery_failed();
-                tracing::error!(phone = %phone, error = %err, "SMS delivery failed");
-            }
-        }
-    });
 }
 
 async fn pending_code(

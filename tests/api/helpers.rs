@@ -20,7 +20,15 @@ use axum::{
 };
 use chrono::TimeDelta;
 use http_body_util::BodyExt;
-use phone_auth::{clock::ManualClock, config::Config, db, sms::RecordingSender, state::AppState};
+use phone_auth::{
+    app::OutboxWorker,
+    clock::ManualClock,
+    config::Config,
+    db,
+    services::outbox,
+    sms::{RecordingSender, SmsSender},
+    state::AppState,
+};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -32,6 +40,11 @@ pub struct TestApp {
     pub sms: RecordingSender,
     statements: Arc<AtomicUsize>,
     statement_log: Arc<std::sync::Mutex<Vec<String>>>,
+    /// `state` on a database handle whose statements are not counted: background delivery
+    /// must not show up in a request's statement count.
+    worker_state: AppState,
+    /// The outbox worker, as `app::run` starts it; `None` when the test drives delivery itself.
+    outbox_worker: Option<OutboxWorker>,
 }
 
 pub struct Response {
@@ -105,6 +118,17 @@ impl TestApp {
 
     /// A second app (another "instance") on an existing database.
     pub async fn with_database(url: &str, overrides: &[(&str, &str)]) -> Self {
+        Self::build(url, overrides, false).await
+    }
+
+    /// An app whose codes go to the provider the configuration names (`SMS_PROVIDER` …, e.g. a
+    /// webhook pointing at a fake) and whose outbox moves only when the test calls
+    /// [`TestApp::deliver_due`].
+    pub async fn with_provider(url: &str, overrides: &[(&str, &str)]) -> Self {
+        Self::build(url, overrides, true).await
+    }
+
+    async fn build(url: &str, overrides: &[(&str, &str)], configured_provider: bool) -> Self {
         let mut env: HashMap<String, String> = BASE
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -120,6 +144,7 @@ impl TestApp {
             .expect("test database opens");
         db::migrate(&conn).await.expect("migrations apply");
 
+        let uncounted = conn.clone();
         let statements = Arc::new(AtomicUsize::new(0));
         let statement_log = Arc::new(std::sync::Mutex::new(Vec::new()));
         {
@@ -135,9 +160,21 @@ impl TestApp {
 
         let clock = ManualClock::default();
         let sms = RecordingSender::default();
-        let state = AppState::new(config, conn, Arc::new(clock.clone()), Arc::new(sms.clone()));
+        let sender: Arc<dyn SmsSender> = if configured_provider {
+            phone_auth::app::sms_sender(&config, Arc::new(clock.clone()))
+                .expect("the SMS provider builds")
+        } else {
+            Arc::new(sms.clone())
+        };
+        let state = AppState::new(config, conn, Arc::new(clock.clone()), sender);
         let router = phone_auth::app::build_router(state.clone())
             .layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+        let worker_state = AppState {
+            db: uncounted,
+            ..state.clone()
+        };
+        let outbox_worker =
+            (!configured_provider).then(|| OutboxWorker::start(worker_state.clone()));
         Self {
             router,
             state,
@@ -145,17 +182,38 @@ impl TestApp {
             sms,
             statements,
             statement_log,
+            worker_state,
+            outbox_worker,
         }
+    }
+
+    /// One pass of the SMS outbox (what the worker does when woken); how many it handled.
+    pub async fn deliver_due(&self) -> usize {
+        outbox::deliver_due(&self.worker_state)
+            .await
+            .expect("the outbox pass runs")
     }
 
     pub fn advance(&self, seconds: i64) {
         self.clock.advance(TimeDelta::seconds(seconds));
     }
 
-    /// Lets background work (SMS delivery) run to completion.
+    /// Lets background work run to completion: every due SMS is delivered (or rescheduled).
     pub async fn settle(&self) {
         for _ in 0..20 {
             tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        self.deliver_due().await;
+        // A message the worker holds is finished by the worker.
+        for _ in 0..500 {
+            if outbox::due(&self.worker_state)
+                .await
+                .expect("the outbox is readable")
+                == 0
+            {
+                break;
+            }
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
     }

@@ -2,9 +2,11 @@
 //! (in-memory SQLite, or PostgreSQL when `TEST_DATABASE_URL` is set).
 
 mod auth;
+mod fake_sms;
 mod helpers;
 mod invites;
 mod limits;
+mod outbox;
 mod parsers;
 mod schema_file;
 mod startup;
