@@ -1,16 +1,27 @@
 # syntax=docker/dockerfile:1
 #
 # phone-auth: a release build in the Rust image, run from a slim Debian image as a non-root user.
+# GraphiQL's browser bundles come from npm (graphiql-assets/package-lock.json) in a Node stage and
+# are embedded in the binary by build.rs, so the image serves GraphiQL at / with no internet access.
 #   docker build -t phone-auth .
 #   docker run --rm -p 8000:8000 -e JWT_SECRET=... -e DATABASE_URL=postgres://... phone-auth
 # The defaults inside the image are the server's own (APP_ENV=development), except LISTEN_ADDR;
 # docker-compose.yml shows a production configuration.
 
+FROM node:20-bookworm-slim AS graphiql-assets
+WORKDIR /assets
+COPY graphiql-assets/package.json graphiql-assets/package-lock.json ./
+# --ignore-scripts: only files are needed from these packages, nothing of theirs runs.
+RUN npm ci --no-audit --no-fund --ignore-scripts
+
 FROM rust:1-bookworm AS builder
 WORKDIR /build
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY migration ./migration
 COPY src ./src
+COPY --from=graphiql-assets /assets/node_modules ./graphiql-assets/node_modules
+# Named explicitly, so a missing bundle fails the build instead of falling back to the CDN page.
+ENV GRAPHIQL_ASSETS_DIR=/build/graphiql-assets/node_modules
 # Cache mounts keep the registry and build artefacts between builds; the binary is copied out
 # of the cached target directory because cache mounts are not part of the image.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

@@ -4,20 +4,20 @@
 use std::net::{IpAddr, SocketAddr};
 
 use async_graphql::{
-    BatchRequest, BatchResponse, Data, Request, ServerError,
-    http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource},
+    BatchRequest, BatchResponse, Data, Request, ServerError, http::ALL_WEBSOCKET_PROTOCOLS,
     parser::types::OperationType,
 };
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::{
     body::{Body, Bytes},
-    extract::{ConnectInfo, FromRequestParts, State, WebSocketUpgrade},
+    extract::{ConnectInfo, FromRequestParts, Query, State, WebSocketUpgrade},
     http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
 };
 use http_body_util::BodyExt;
+use serde_json::{Map, Value as Json};
 
-use super::{HttpState, RequestId};
+use super::{HttpState, RequestId, graphiql};
 use crate::{
     error::{AppError, code},
     graphql::{
@@ -54,24 +54,83 @@ fn client_ip(state: &HttpState, parts: &Parts) -> ClientIp {
     ClientIp(peer)
 }
 
-pub async fn graphiql() -> Html<String> {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql")
-            .finish(),
-    )
+/// The media type of a response, chosen from the request's `Accept` header (GraphQL over HTTP,
+/// "Accept"): `application/graphql-response+json` when the client prefers it, `application/json`
+/// otherwise — for `*/*`, for no header at all, and for types we cannot produce (the spec lets a
+/// server answer those with 406, but plenty of legacy clients send odd headers and read JSON).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MediaType {
+    Json,
+    GraphqlResponseJson,
 }
 
-/// A GraphQL error response for failures before execution (bad transport, unparsable body).
-fn request_error(status: StatusCode, message: &str, request_id: &str) -> Response {
+impl MediaType {
+    fn negotiate(headers: &HeaderMap) -> Self {
+        let mut best: Option<(MediaType, f32)> = None;
+        let ranges = headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','));
+        for range in ranges {
+            let mut params = range.split(';');
+            let essence = params.next().unwrap_or("").trim().to_ascii_lowercase();
+            let media = match essence.as_str() {
+                GRAPHQL_RESPONSE_JSON => MediaType::GraphqlResponseJson,
+                "application/json" | "application/*" | "*/*" => MediaType::Json,
+                _ => continue,
+            };
+            // No `q` means 1; an unreadable one counts as 0 (RFC 9110 allows ignoring it).
+            let q = params
+                .filter_map(|p| p.split_once('='))
+                .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
+                .map_or(1.0, |(_, value)| value.trim().parse::<f32>().unwrap_or(0.0));
+            // Strictly greater: among equal weights the first listed wins.
+            if q > 0.0 && best.is_none_or(|(_, best_q)| q > best_q) {
+                best = Some((media, q));
+            }
+        }
+        best.map_or(MediaType::Json, |(media, _)| media)
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            MediaType::Json => "application/json",
+            MediaType::GraphqlResponseJson => GRAPHQL_RESPONSE_JSON,
+        }
+    }
+}
+
+fn json_response(status: StatusCode, media: MediaType, body: &Json) -> Response {
+    let bytes = match serde_json::to_vec(body) {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            tracing::error!(error = %err, "serialising a GraphQL response failed");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, media.as_str())
+        .body(Body::from(bytes))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// A GraphQL error response for failures before execution (bad transport, unparsable body):
+/// no `data` entry, as the spec asks of a request that was never executed.
+fn request_error(
+    status: StatusCode,
+    media: MediaType,
+    message: &str,
+    request_id: &str,
+) -> Response {
     let body = serde_json::json!({
         "errors": [{
             "message": message,
             "extensions": { "code": code::BAD_USER_INPUT, "requestId": request_id },
         }]
     });
-    let mut response = (status, axum::Json(body)).into_response();
+    let mut response = json_response(status, media, &body);
     if status == StatusCode::METHOD_NOT_ALLOWED {
         response
             .headers_mut()
@@ -82,7 +141,7 @@ fn request_error(status: StatusCode, message: &str, request_id: &str) -> Respons
 
 /// The request ran past `REQUEST_TIMEOUT_MS`; dropping its future rolled back any open
 /// transaction.
-fn timed_out(request_id: &str) -> Response {
+fn timed_out(media: MediaType, request_id: &str) -> Response {
     tracing::warn!(request_id, "request timed out");
     let body = serde_json::json!({
         "errors": [{
@@ -90,31 +149,98 @@ fn timed_out(request_id: &str) -> Response {
             "extensions": { "code": code::INTERNAL_SERVER_ERROR, "requestId": request_id },
         }]
     });
-    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+    json_response(StatusCode::SERVICE_UNAVAILABLE, media, &body)
 }
 
-fn wants_graphql_response_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
+/// Only JSON bodies, in UTF-8 (the only encoding the spec allows): a browser can send
+/// text/plain, form and multipart bodies cross-site without a CORS preflight, so accepting them
+/// would let any web page post here as its visitors.
+fn is_json_body(headers: &HeaderMap) -> bool {
+    let Some(content_type) = headers
+        .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains(GRAPHQL_RESPONSE_JSON))
+    else {
+        return false;
+    };
+    let mut parts = content_type.split(';');
+    let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    if essence != "application/json" && essence != GRAPHQL_RESPONSE_JSON {
+        return false;
+    }
+    parts
+        .filter_map(|p| p.split_once('='))
+        .filter(|(name, _)| name.trim().eq_ignore_ascii_case("charset"))
+        .all(|(_, value)| value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8"))
 }
 
-/// A JSON object is one request, a JSON array a batch; anything else, or a request without
-/// a query, is not a GraphQL request. (serde would also read a struct from an array, so the
-/// shape is decided by the first byte, not by trying both.)
-fn parse_body(bytes: &[u8]) -> Option<BatchRequest> {
-    let first = bytes.iter().find(|b| !b.is_ascii_whitespace())?;
-    let batch = match first {
-        b'{' => BatchRequest::Single(serde_json::from_slice(bytes).ok()?),
-        b'[' => BatchRequest::Batch(serde_json::from_slice(bytes).ok()?),
-        _ => return None,
+/// One GraphQL request from its JSON form, checked the way GraphQL over HTTP describes the
+/// parameters: `query` a non-empty string; `operationName` a string or null; `variables` and
+/// `extensions` maps or null. Anything else is the client's mistake, answered 400 with the
+/// returned sentence. (serde alone would refuse `null` maps and accept some wrong shapes.)
+fn request_from_json(value: Json) -> Result<Request, String> {
+    let Json::Object(mut fields) = value else {
+        return Err("A GraphQL request is a JSON object.".into());
     };
-    let has_queries = match &batch {
-        BatchRequest::Single(request) => !request.query.trim().is_empty(),
-        BatchRequest::Batch(requests) => requests.iter().all(|r| !r.query.trim().is_empty()),
-    };
-    has_queries.then_some(batch)
+    match fields.get("query") {
+        Some(Json::String(query)) if !query.trim().is_empty() => {}
+        Some(Json::String(_)) => return Err("The query is empty.".into()),
+        None | Some(Json::Null) => return Err("The request has no query.".into()),
+        Some(_) => return Err("The query must be a string.".into()),
+    }
+    for (name, expected) in [
+        ("operationName", "a string"),
+        ("variables", "an object"),
+        ("extensions", "an object"),
+    ] {
+        match fields.get(name) {
+            None => {}
+            Some(Json::Null) => {
+                fields.remove(name);
+            }
+            Some(Json::String(_)) if name == "operationName" => {}
+            Some(Json::Object(_)) if name != "operationName" => {}
+            Some(_) => return Err(format!("{name} must be {expected} or null.")),
+        }
+    }
+    serde_json::from_value(Json::Object(fields))
+        .map_err(|_| "The body is not a GraphQL request.".to_owned())
+}
+
+/// A POST body: a JSON object is one request, a JSON array a batch.
+fn parse_body(bytes: &[u8]) -> Result<BatchRequest, String> {
+    let value: Json =
+        serde_json::from_slice(bytes).map_err(|_| "The body is not valid JSON.".to_owned())?;
+    match value {
+        Json::Array(items) => items
+            .into_iter()
+            .map(request_from_json)
+            .collect::<Result<Vec<_>, _>>()
+            .map(BatchRequest::Batch),
+        single => request_from_json(single).map(BatchRequest::Single),
+    }
+}
+
+/// A GET query string: `query`, `operationName`, and `variables` / `extensions` as JSON text.
+/// Repeated parameters are refused rather than guessed at.
+fn parse_query_string(parts: &Parts) -> Result<Request, String> {
+    let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+        .map_err(|_| "The query string cannot be read.".to_owned())?;
+    let mut fields = Map::new();
+    for (name, value) in pairs {
+        let value = match name.as_str() {
+            "query" => Json::String(value),
+            // Some clients send `operationName=` for "none".
+            "operationName" if value.is_empty() => continue,
+            "operationName" => Json::String(value),
+            "variables" | "extensions" => serde_json::from_str(&value)
+                .map_err(|_| format!("The {name} parameter is not valid JSON."))?,
+            _ => continue,
+        };
+        if fields.insert(name.clone(), value).is_some() {
+            return Err(format!("The {name} parameter is given more than once."));
+        }
+    }
+    request_from_json(Json::Object(fields))
 }
 
 /// Adds the per-request data every resolver may read.
@@ -143,24 +269,13 @@ pub async fn post(State(state): State<HttpState>, req: axum::extract::Request) -
         .cloned()
         .unwrap_or(RequestId(String::new()));
     let rid = request_id.0.as_str();
+    let media = MediaType::negotiate(&parts.headers);
 
-    // Only JSON: a browser can send text/plain, form and multipart bodies cross-site without a
-    // CORS preflight, so accepting them would let any web page post here as its visitors.
-    let content_type = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if essence != "application/json" && essence != GRAPHQL_RESPONSE_JSON {
+    if !is_json_body(&parts.headers) {
         return request_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Send the request as Content-Type: application/json.",
+            media,
+            "Send the request as Content-Type: application/json (UTF-8).",
             rid,
         );
     }
@@ -171,23 +286,22 @@ pub async fn post(State(state): State<HttpState>, req: axum::extract::Request) -
         Err(_) => {
             return request_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
+                media,
                 &format!("The request body is larger than {limit} bytes."),
                 rid,
             );
         }
     };
-    let Some(batch) = parse_body(&bytes) else {
-        return request_error(
-            StatusCode::BAD_REQUEST,
-            "The body is not a GraphQL request in JSON.",
-            rid,
-        );
+    let batch = match parse_body(&bytes) {
+        Ok(batch) => batch,
+        Err(message) => return request_error(StatusCode::BAD_REQUEST, media, &message, rid),
     };
     if let BatchRequest::Batch(requests) = &batch {
         let max = state.app.config.graphql.max_batch;
         if max == 0 {
             return request_error(
                 StatusCode::BAD_REQUEST,
+                media,
                 "Batched requests are turned off.",
                 rid,
             );
@@ -195,6 +309,7 @@ pub async fn post(State(state): State<HttpState>, req: axum::extract::Request) -
         if requests.is_empty() || requests.len() > max {
             return request_error(
                 StatusCode::BAD_REQUEST,
+                media,
                 &format!("A batch holds between 1 and {max} operations."),
                 rid,
             );
@@ -214,9 +329,9 @@ pub async fn post(State(state): State<HttpState>, req: axum::extract::Request) -
     let timeout = state.app.config.graphql.request_timeout;
     let Ok(response) = tokio::time::timeout(timeout, state.schema.execute_batch(batch)).await
     else {
-        return timed_out(rid);
+        return timed_out(media, rid);
     };
-    respond(response, wants_graphql_response_json(&parts.headers), rid)
+    respond(response, media, rid)
 }
 
 pub async fn get(State(state): State<HttpState>, req: axum::extract::Request) -> Response {
@@ -227,6 +342,7 @@ pub async fn get(State(state): State<HttpState>, req: axum::extract::Request) ->
         .cloned()
         .unwrap_or(RequestId(String::new()));
     let rid = request_id.0.as_str();
+    let media = MediaType::negotiate(&parts.headers);
 
     // A WebSocket upgrade is a subscription connection.
     if parts.headers.get(header::UPGRADE).is_some() {
@@ -236,36 +352,31 @@ pub async fn get(State(state): State<HttpState>, req: axum::extract::Request) ->
             (Ok(protocol), Ok(upgrade)) => subscribe(state, protocol, upgrade),
             _ => request_error(
                 StatusCode::BAD_REQUEST,
+                media,
                 "Not a GraphQL WebSocket handshake.",
                 rid,
             ),
         };
     }
 
-    let query = parts.uri.query().unwrap_or("");
     let accepts_html = parts
         .headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/html"));
-    if query.is_empty() && accepts_html {
-        return graphiql().await.into_response();
+    if parts.uri.query().unwrap_or("").is_empty() && accepts_html {
+        return graphiql::page().await;
     }
-    let request: Request = match async_graphql::http::parse_query_string(query) {
+    let request = match parse_query_string(&parts) {
         Ok(request) => request,
-        Err(_) => {
-            return request_error(
-                StatusCode::BAD_REQUEST,
-                "The query string is not a GraphQL request.",
-                rid,
-            );
-        }
+        Err(message) => return request_error(StatusCode::BAD_REQUEST, media, &message, rid),
     };
     // GET must never change state: refuse mutations (and subscriptions) before executing.
     if let Some(kind) = operation_type(&request) {
         if kind != OperationType::Query {
             return request_error(
                 StatusCode::METHOD_NOT_ALLOWED,
+                media,
                 "Mutations and subscriptions must be sent with POST.",
                 rid,
             );
@@ -275,13 +386,9 @@ pub async fn get(State(state): State<HttpState>, req: axum::extract::Request) ->
     let request = with_request_data(request, &state, &parts.headers, ip, &request_id);
     let timeout = state.app.config.graphql.request_timeout;
     let Ok(response) = tokio::time::timeout(timeout, state.schema.execute(request)).await else {
-        return timed_out(rid);
+        return timed_out(media, rid);
     };
-    respond(
-        BatchResponse::Single(response),
-        wants_graphql_response_json(&parts.headers),
-        rid,
-    )
+    respond(BatchResponse::Single(response), media, rid)
 }
 
 /// The type of the operation a request would run, when the document parses.
@@ -326,46 +433,68 @@ fn subscribe(state: HttpState, protocol: GraphQLProtocol, upgrade: WebSocketUpgr
         .into_response()
 }
 
+/// True when the request never reached execution: parsing, validation, variable coercion or a
+/// limit refused it. Those errors carry no `path`; an execution error that nulled the whole
+/// result (a non-null root field failing, such as `me` without a token) has one.
+fn is_request_error(response: &async_graphql::Response) -> bool {
+    response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|error| error.path.is_empty())
+}
+
+/// One response as JSON: a request error has no `data` entry at all (GraphQL spec, "Response
+/// Format": `data` is absent when execution did not start).
+fn response_json(response: &async_graphql::Response) -> serde_json::Result<Json> {
+    let mut json = serde_json::to_value(response)?;
+    if is_request_error(response) {
+        if let Json::Object(fields) = &mut json {
+            fields.remove("data");
+        }
+    }
+    Ok(json)
+}
+
 /// Serialises the response, logging unexpected errors once (with the request id) and making
 /// sure every error carries an `extensions.code`.
-fn respond(mut response: BatchResponse, graphql_response_json: bool, request_id: &str) -> Response {
-    let mut failed_before_execution = false;
+///
+/// Status codes follow GraphQL over HTTP: with `application/json` every well-formed request
+/// answers 200, errors included; with `application/graphql-response+json` a request error (no
+/// `data`) answers 400, and an executed request 200 even when `data` is null. A batch, which the
+/// spec does not cover, answers 200 with one result per operation.
+fn respond(mut response: BatchResponse, media: MediaType, request_id: &str) -> Response {
     for single in batch_iter_mut(&mut response) {
-        if single.data == async_graphql::Value::Null && !single.errors.is_empty() {
-            failed_before_execution = true;
-        }
         for error in &mut single.errors {
             annotate(error, request_id);
         }
     }
-    let body = match serde_json::to_vec(&response) {
+    let (body, refused) = match &response {
+        BatchResponse::Single(single) => (response_json(single), is_request_error(single)),
+        BatchResponse::Batch(many) => (
+            many.iter()
+                .map(response_json)
+                .collect::<serde_json::Result<Vec<_>>>()
+                .map(Json::Array),
+            false,
+        ),
+    };
+    let body = match body {
         Ok(body) => body,
         Err(err) => {
             tracing::error!(error = %err, "serialising a GraphQL response failed");
             return request_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
+                media,
                 "Something went wrong on our side.",
                 request_id,
             );
         }
     };
-    // GraphQL over HTTP: with the newer media type, a request that could not be executed
-    // answers 400; with application/json, always 200.
-    let (status, content_type) = if graphql_response_json {
-        let status = if failed_before_execution && matches!(response, BatchResponse::Single(_)) {
-            StatusCode::BAD_REQUEST
-        } else {
-            StatusCode::OK
-        };
-        (status, GRAPHQL_RESPONSE_JSON)
+    let status = if refused && media == MediaType::GraphqlResponseJson {
+        StatusCode::BAD_REQUEST
     } else {
-        (StatusCode::OK, "application/json")
+        StatusCode::OK
     };
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, content_type)
-        .body(Body::from(body))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    json_response(status, media, &body)
 }
 
 fn batch_iter_mut(response: &mut BatchResponse) -> Vec<&mut async_graphql::Response> {
@@ -388,5 +517,191 @@ fn annotate(error: &mut ServerError, request_id: &str) {
     if extensions.get("code").is_none() {
         // Errors the GraphQL engine raises itself (parse, validation, limits) are the client's.
         extensions.set("code", code::BAD_USER_INPUT);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_str(value).expect("header"),
+        );
+        headers
+    }
+
+    #[test]
+    fn accept_negotiation_follows_the_client_preference() {
+        use MediaType::{GraphqlResponseJson as Gql, Json};
+        assert_eq!(MediaType::negotiate(&HeaderMap::new()), Json);
+        for (header, expected) in [
+            ("application/json", Json),
+            ("*/*", Json),
+            ("text/html", Json),
+            (GRAPHQL_RESPONSE_JSON, Gql),
+            (
+                "application/graphql-response+json, application/json;q=0.9",
+                Gql,
+            ),
+            ("application/json, application/graphql-response+json", Json),
+            (
+                "application/json;q=0.5, application/graphql-response+json",
+                Gql,
+            ),
+            (
+                "application/graphql-response+json;q=0, application/json",
+                Json,
+            ),
+            ("APPLICATION/GRAPHQL-RESPONSE+JSON; charset=utf-8", Gql),
+            ("*/*;q=0.8, application/graphql-response+json", Gql),
+        ] {
+            assert_eq!(MediaType::negotiate(&accept(header)), expected, "{header}");
+        }
+    }
+
+    #[test]
+    fn only_utf8_json_bodies_are_accepted() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_str(value).expect("header"),
+            );
+            is_json_body(&headers)
+        };
+        assert!(with("application/json"));
+        assert!(with("Application/JSON; charset=UTF-8"));
+        assert!(with("application/json; charset=\"utf-8\""));
+        assert!(with(GRAPHQL_RESPONSE_JSON));
+        assert!(!with("application/json; charset=latin1"));
+        assert!(!with("text/plain"));
+        assert!(!with("application/x-www-form-urlencoded"));
+        assert!(!is_json_body(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn request_parameters_are_checked() {
+        let ok = |json: Json| request_from_json(json).expect("a valid request");
+        let request = ok(serde_json::json!({
+            "query": "query Q($a: Int) { __typename }",
+            "operationName": "Q",
+            "variables": { "a": 1 },
+            "extensions": { "persistedQuery": { "version": 1 } },
+        }));
+        assert_eq!(request.operation_name.as_deref(), Some("Q"));
+        assert_eq!(request.variables.len(), 1);
+        let request = ok(serde_json::json!({
+            "query": "{ __typename }",
+            "operationName": null,
+            "variables": null,
+            "extensions": null,
+        }));
+        assert!(request.operation_name.is_none() && request.variables.is_empty());
+
+        for bad in [
+            serde_json::json!(42),
+            serde_json::json!({}),
+            serde_json::json!({ "query": "" }),
+            serde_json::json!({ "query": { "obj": "ect" } }),
+            serde_json::json!({ "query": ["{ a }"] }),
+            serde_json::json!({ "query": "{ a }", "operationName": 1 }),
+            serde_json::json!({ "query": "{ a }", "variables": "{}" }),
+            serde_json::json!({ "query": "{ a }", "variables": [] }),
+            serde_json::json!({ "query": "{ a }", "extensions": true }),
+        ] {
+            assert!(request_from_json(bad.clone()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bodies_are_objects_or_arrays_of_them() {
+        assert!(matches!(
+            parse_body(br#"{"query":"{ a }"}"#),
+            Ok(BatchRequest::Single(_))
+        ));
+        assert!(matches!(
+            parse_body(br#"[{"query":"{ a }"},{"query":"{ b }"}]"#),
+            Ok(BatchRequest::Batch(batch)) if batch.len() == 2
+        ));
+        for bad in [
+            &b""[..],
+            b"{",
+            b"42",
+            b"\"{ a }\"",
+            br#"[{"query":"{ a }"}, 1]"#,
+        ] {
+            assert!(parse_body(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn only_errors_before_execution_drop_data_and_answer_400() {
+        use async_graphql::{PathSegment, Response as GqlResponse};
+
+        // A parse or validation error: no path, no data.
+        let refused = GqlResponse::from_errors(vec![ServerError::new("Unknown field.", None)]);
+        assert!(is_request_error(&refused));
+        let json = response_json(&refused).expect("json");
+        assert!(json.get("data").is_none(), "{json}");
+        let response = respond(
+            BatchResponse::Single(refused),
+            MediaType::GraphqlResponseJson,
+            "rid",
+        );
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            GRAPHQL_RESPONSE_JSON
+        );
+
+        // A non-null root field failed while executing: data is null, and stays, with 200.
+        let mut failed = ServerError::new("Sign in first.", None);
+        failed.path = vec![PathSegment::Field("me".into())];
+        let executed = GqlResponse::from_errors(vec![failed]);
+        assert!(!is_request_error(&executed));
+        let json = response_json(&executed).expect("json");
+        assert_eq!(json.get("data"), Some(&Json::Null), "{json}");
+        let response = respond(
+            BatchResponse::Single(executed),
+            MediaType::GraphqlResponseJson,
+            "rid",
+        );
+        assert_eq!(response.status(), StatusCode::OK);
+
+        // application/json: 200 either way.
+        let refused = GqlResponse::from_errors(vec![ServerError::new("Syntax error.", None)]);
+        let response = respond(BatchResponse::Single(refused), MediaType::Json, "rid");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+    }
+
+    #[test]
+    fn query_strings_carry_json_variables() {
+        let parts = |uri: &str| {
+            axum::http::Request::get(uri)
+                .body(())
+                .expect("request")
+                .into_parts()
+                .0
+        };
+        let request = parse_query_string(&parts(
+            "/graphql?query=query%20Q(%24a%3AInt)%7B__typename%7D&variables=%7B%22a%22%3A1%7D&operationName=Q",
+        ))
+        .expect("valid");
+        assert_eq!(request.variables.len(), 1);
+        assert_eq!(request.operation_name.as_deref(), Some("Q"));
+        assert!(parse_query_string(&parts("/graphql?query=%7Ba%7D&operationName=")).is_ok());
+        for bad in [
+            "/graphql",
+            "/graphql?variables=%7B%7D",
+            "/graphql?query=%7Ba%7D&variables=nope",
+            "/graphql?query=%7Ba%7D&variables=%5B%5D",
+            "/graphql?query=%7Ba%7D&query=%7Bb%7D",
+        ] {
+            assert!(parse_query_string(&parts(bad)).is_err(), "{bad}");
+        }
     }
 }

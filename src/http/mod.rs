@@ -2,6 +2,7 @@
 //! place an HTTP request becomes a GraphQL request.
 
 mod cors;
+mod graphiql;
 mod graphql;
 mod health;
 mod metrics;
@@ -25,7 +26,8 @@ pub fn router(app: AppState) -> Router {
     let cors = cors::layer(&app.config);
     let state = HttpState { app, schema };
     let router = Router::new()
-        .route("/", get(graphql::graphiql))
+        .route("/", get(graphiql::page))
+        .route("/graphiql/{hash}/{file}", get(graphiql::asset))
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
