@@ -1,0 +1,53 @@
+// The README's example operations as a codegen pipeline sees them: operations.graphql must hold
+// exactly the walk-through's operations, @graphql-codegen (typescript + typescript-operations)
+// must type them from schema.graphql, and `tsc --strict` must accept typed-operations.ts, which
+// uses those types. (No server needed: the schema file is the contract; a Rust test keeps the
+// running server's SDL equal to it.)
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { readFileSync, rmSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parse, print } from "graphql";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, "..", "..");
+
+/** The ```graphql blocks of the README's walk-through section, in order. */
+function readmeOperations() {
+  const readme = readFileSync(join(root, "README.md"), "utf8");
+  const start = readme.indexOf("## A walk-through");
+  assert.ok(start >= 0, "README.md has a walk-through section");
+  const end = readme.indexOf("\n## ", start + 1);
+  const section = readme.slice(start, end < 0 ? undefined : end);
+  const blocks = [...section.matchAll(/^```graphql\n([\s\S]*?)^```/gm)].map((m) => m[1]);
+  assert.ok(blocks.length > 0, "the walk-through has GraphQL examples");
+  return blocks.flatMap((block) => parse(block).definitions.map((d) => print(d)));
+}
+
+function run(command, args) {
+  const result = spawnSync(join(here, "node_modules", ".bin", command), args, {
+    cwd: here,
+    encoding: "utf8",
+  });
+  assert.equal(result.status, 0, `${command} failed:\n${result.stdout}\n${result.stderr}`);
+  return result.stdout;
+}
+
+test("operations.graphql holds the README walk-through's operations", () => {
+  const file = readFileSync(join(here, "operations.graphql"), "utf8");
+  const operations = parse(file).definitions.map((d) => print(d));
+  // Compared as printed ASTs: comments and layout may differ, the operations may not.
+  assert.deepEqual(operations, readmeOperations());
+});
+
+test("codegen types the README's operations and tsc --strict accepts code using them", () => {
+  rmSync(join(here, "generated"), { recursive: true, force: true });
+  run("graphql-codegen", ["--config", "codegen.ts", "--silent"]);
+  const generated = readFileSync(join(here, "generated", "graphql.ts"), "utf8");
+  for (const type of ["Unnamed_1_Mutation", "Unnamed_3_Query", "Unnamed_9_Query"]) {
+    assert.match(generated, new RegExp(`export type ${type} =`));
+  }
+  run("tsc", ["--strict", "--noEmit", "-p", "tsconfig.json"]);
+});
