@@ -16,9 +16,9 @@ RUN npm ci --no-audit --no-fund --ignore-scripts
 
 FROM rust:1-bookworm AS builder
 WORKDIR /build
-COPY Cargo.toml Cargo.lock build.rs ./
-COPY migration ./migration
-COPY src ./src
+# The whole context (.dockerignore leaves out target/, node_modules/, .git, databases): every
+# workspace member listed in Cargo.toml must be present for cargo to load the workspace.
+COPY . .
 COPY --from=graphiql-assets /assets/node_modules ./graphiql-assets/node_modules
 # Named explicitly, so a missing bundle fails the build instead of falling back to the CDN page.
 ENV GRAPHIQL_ASSETS_DIR=/build/graphiql-assets/node_modules
