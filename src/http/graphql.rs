@@ -261,13 +261,18 @@ fn with_request_data(
         .data(request_id.clone())
 }
 
-pub async fn post(State(state): State<HttpState>, req: axum::extract::Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let request_id = parts
+/// The id the request-id middleware gave this request.
+fn request_id_of(parts: &Parts) -> RequestId {
+    parts
         .extensions
         .get::<RequestId>()
         .cloned()
-        .unwrap_or(RequestId(String::new()));
+        .unwrap_or(RequestId(String::new()))
+}
+
+pub async fn post(State(state): State<HttpState>, req: axum::extract::Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let request_id = request_id_of(&parts);
     let rid = request_id.0.as_str();
     let media = MediaType::negotiate(&parts.headers);
 
@@ -336,11 +341,7 @@ pub async fn post(State(state): State<HttpState>, req: axum::extract::Request) -
 
 pub async fn get(State(state): State<HttpState>, req: axum::extract::Request) -> Response {
     let (mut parts, _body) = req.into_parts();
-    let request_id = parts
-        .extensions
-        .get::<RequestId>()
-        .cloned()
-        .unwrap_or(RequestId(String::new()));
+    let request_id = request_id_of(&parts);
     let rid = request_id.0.as_str();
     let media = MediaType::negotiate(&parts.headers);
 

@@ -27,6 +27,16 @@ use crate::{
     state::AppState,
 };
 
+/// What a new code writes into the phone's row (besides the phone): all of it is replaced.
+const CODE_COLUMNS: [Column; 6] = [
+    Column::CodeHash,
+    Column::Attempts,
+    Column::CreatedAt,
+    Column::ExpiresAt,
+    Column::ResendAvailableAt,
+    Column::ConsumedAt,
+];
+
 #[derive(Debug, Clone)]
 pub struct CodeIssued {
     pub phone: Phone,
@@ -90,15 +100,7 @@ pub async fn request_code(state: &AppState, phone: Phone, ip: IpAddr) -> AppResu
     // the write are one statement (the read above only spares the send windows a wasted slot).
     let upsert = Query::insert()
         .into_table(otp_codes::Entity)
-        .columns([
-            Column::Phone,
-            Column::CodeHash,
-            Column::Attempts,
-            Column::CreatedAt,
-            Column::ExpiresAt,
-            Column::ResendAvailableAt,
-            Column::ConsumedAt,
-        ])
+        .columns(std::iter::once(Column::Phone).chain(CODE_COLUMNS))
         .values_panic([
             phone.as_str().into(),
             hash.into(),
@@ -110,14 +112,7 @@ pub async fn request_code(state: &AppState, phone: Phone, ip: IpAddr) -> AppResu
         ])
         .on_conflict(
             OnConflict::column(Column::Phone)
-                .update_columns([
-                    Column::CodeHash,
-                    Column::Attempts,
-                    Column::CreatedAt,
-                    Column::ExpiresAt,
-                    Column::ResendAvailableAt,
-                    Column::ConsumedAt,
-                ])
+                .update_columns(CODE_COLUMNS)
                 .action_and_where(
                     Expr::col((otp_codes::Entity, Column::ResendAvailableAt)).lte(now),
                 )

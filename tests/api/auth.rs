@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{TestApp, assert_code, assert_ok, phone, session_from};
+use crate::helpers::{TestApp, assert_code, assert_ok, phone, session_from, wrong};
 
 #[tokio::test]
 async fn every_spelling_of_a_phone_gives_one_user() {
@@ -101,18 +101,6 @@ async fn malformed_codes_are_bad_user_input() {
         app.verify(&phone(2), "x").await;
     }
     assert_ok(&app.verify(&phone(2), &code).await);
-}
-
-fn wrong(code: &str) -> String {
-    code.chars()
-        .map(|c| {
-            if c == '9' {
-                '0'
-            } else {
-                char::from(c as u8 + 1)
-            }
-        })
-        .collect()
 }
 
 #[tokio::test]

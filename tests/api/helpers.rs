@@ -384,3 +384,16 @@ pub fn assert_ok(body: &Value) {
 pub fn phone(n: u32) -> String {
     format!("+7912{n:07}")
 }
+
+/// A code of the same length that is certainly not `code`.
+pub fn wrong(code: &str) -> String {
+    code.chars()
+        .map(|c| {
+            if c == '9' {
+                '0'
+            } else {
+                char::from(c as u8 + 1)
+            }
+        })
+        .collect()
+}

@@ -6,19 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_code, assert_ok, error_code, phone};
-
-fn wrong(code: &str) -> String {
-    code.chars()
-        .map(|c| {
-            if c == '9' {
-                '0'
-            } else {
-                char::from(c as u8 + 1)
-            }
-        })
-        .collect()
-}
+use crate::helpers::{TestApp, assert_code, assert_ok, error_code, phone, wrong};
 
 fn retry_after(body: &Value) -> u64 {
     body["errors"][0]["extensions"]["retryAfter"]
