@@ -33,3 +33,9 @@ schema:
 ## Everything CI runs: fmt, clippy, tests on SQLite and on PostgreSQL.
 ci:
 	bash .ci/run
+
+## The benchmark (heavy; never in CI): builds release binaries, starts the servers on SQLite
+## and PostgreSQL, seeds, loads them with wrk; writes bench/results/latest.json. See README.md.
+.PHONY: bench
+bench:
+	bench/run
