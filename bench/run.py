@@ -941,10 +941,12 @@ def main() -> int:
     p.add_argument("--pg-admin-url", default="postgres://postgres@127.0.0.1:5432/postgres",
                    help="a PostgreSQL URL allowed to create databases")
     p.add_argument("--pg-database", default="phone_auth_bench", help="dropped and created")
-    p.add_argument("--pool-postgres", type=int, default=8,
-                   help="DATABASE_MAX_CONNECTIONS on PostgreSQL (8)")
-    p.add_argument("--pool-sqlite", type=int, default=8,
-                   help="DATABASE_MAX_CONNECTIONS on SQLite (8)")
+    # Tuned on the 2-core machine (README, "Performance"): with the server and its database on
+    # one core, more connections only add context switches (and, on SQLite, page caches).
+    p.add_argument("--pool-postgres", type=int, default=4,
+                   help="DATABASE_MAX_CONNECTIONS on PostgreSQL (4)")
+    p.add_argument("--pool-sqlite", type=int, default=2,
+                   help="DATABASE_MAX_CONNECTIONS on SQLite (2)")
     p.add_argument("--sms-delay-ms", type=int, default=0,
                    help="the console SMS provider's simulated delay (0: delivery work is "
                         "measured inside the signin run, not after it)")
@@ -1159,7 +1161,9 @@ def main() -> int:
             "duration (background work such as SMS delivery included). CPU and core figures "
             "use the same window; for the baselines and pgbench its requests are the rate × "
             "the window's length.",
-            "peak RSS: VmHWM, reset before each run (clear_refs 5); the worst run is shown.",
+            "peak RSS: VmHWM, reset before each run (clear_refs 5), so it is the process's "
+            "peak during that run; memory kept from earlier runs (the servers serve every "
+            "scenario in turn) stays resident and counts. The worst run is shown.",
             "signin requests are requestCode and verifyCode (about half each); pgbench is one "
             "requestCode-like transaction (INSERT + PK SELECT).",
         ],
