@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, Header, Validation};
 use rand::RngCore;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseTransaction, TransactionTrait,
+    ActiveValue::Set, ConnectionTrait, DatabaseTransaction, EntityTrait, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 
@@ -111,7 +111,8 @@ pub async fn issue_pair(
 ) -> AppResult<TokenPair> {
     let family_id = family_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let refresh_token = new_refresh_token();
-    refresh_tokens::ActiveModel {
+    // Nothing of the row is needed back: no RETURNING (SQLite would read the row again).
+    let row = refresh_tokens::ActiveModel {
         user_id: Set(user_id),
         family_id: Set(family_id.clone()),
         token_hash: Set(state.keys.refresh_hash(&refresh_token)),
@@ -119,9 +120,10 @@ pub async fn issue_pair(
         expires_at: Set(now + state.config.refresh_token_ttl),
         revoked_at: Set(None),
         ..Default::default()
-    }
-    .insert(conn)
-    .await?;
+    };
+    refresh_tokens::Entity::insert(row)
+        .exec_without_returning(conn)
+        .await?;
     Ok(TokenPair {
         access_token: encode_access_token(state, user_id, &family_id, now)?,
         refresh_token,
