@@ -5,15 +5,8 @@ local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 package.path = dir .. "?.lua;" .. package.path
 local report = require "report"
 
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"query":"{ me { id phone inviteCode } }"}'
-
-function init(args)
-   if args[1] then
-      wrk.headers["Authorization"] = "Bearer " .. args[1]
-   end
-end
+report.bearer_post('{"query":"{ me { id phone inviteCode } }"}')
+init = report.init_bearer
 
 setup = report.setup
 

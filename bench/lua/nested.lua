@@ -4,15 +4,8 @@ local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 package.path = dir .. "?.lua;" .. package.path
 local report = require "report"
 
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"query":"{ me { invitedUsers(first: 100) { totalCount nodes { phone invitedUsers(first: 5) { totalCount } } } } }"}'
-
-function init(args)
-   if args[1] then
-      wrk.headers["Authorization"] = "Bearer " .. args[1]
-   end
-end
+report.bearer_post('{"query":"{ me { invitedUsers(first: 100) { totalCount nodes { phone invitedUsers(first: 5) { totalCount } } } } }"}')
+init = report.init_bearer
 
 setup = report.setup
 

@@ -5,6 +5,20 @@ local M = {}
 
 local threads = {}
 
+-- Makes every request a JSON POST of `body`; `init` then takes the access token from the
+-- script's first argument (`-- TOKEN` on wrk's command line), when there is one.
+function M.bearer_post(body)
+   wrk.method = "POST"
+   wrk.headers["Content-Type"] = "application/json"
+   wrk.body = body
+end
+
+function M.init_bearer(args)
+   if args[1] then
+      wrk.headers["Authorization"] = "Bearer " .. args[1]
+   end
+end
+
 function M.setup(thread)
    table.insert(threads, thread)
 end
