@@ -1,9 +1,10 @@
 //! The GraphQL layer: the schema, its resolvers and DataLoaders. Resolvers parse arguments into
 //! domain types, call one service, and map the result into a GraphQL type.
 
+mod executor;
 pub mod loaders;
-mod metrics_extension;
 mod mutation;
+mod operation_metrics;
 mod prefetch;
 mod query;
 pub mod schema;
@@ -12,4 +13,5 @@ mod subscription;
 pub mod types;
 pub mod viewer;
 
+pub use executor::GraphqlExecutor;
 pub use schema::{AppSchema, build_schema, schema_builder};

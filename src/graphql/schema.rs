@@ -1,9 +1,6 @@
 use async_graphql::{Schema, SchemaBuilder};
 
-use super::{
-    metrics_extension::FieldMetrics, mutation::MutationRoot, query::QueryRoot,
-    sensitive_fields::SensitiveFieldLimit, subscription::SubscriptionRoot,
-};
+use super::{mutation::MutationRoot, query::QueryRoot, subscription::SubscriptionRoot};
 use crate::state::AppState;
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
@@ -13,13 +10,11 @@ pub fn schema_builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRo
     Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
 }
 
-/// The served schema, with the limits from the configuration.
+/// The served schema, with the limits from the configuration. No extensions on purpose: the
+/// checks and metrics that would be extensions run once per operation in `GraphqlExecutor`.
 pub fn build_schema(state: &AppState) -> AppSchema {
     let limits = &state.config.graphql;
-    let mut builder = schema_builder()
-        .data(state.clone())
-        .extension(SensitiveFieldLimit)
-        .extension(FieldMetrics);
+    let mut builder = schema_builder().data(state.clone());
     if limits.max_depth > 0 {
         builder = builder.limit_depth(limits.max_depth);
     }

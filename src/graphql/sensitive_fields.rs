@@ -2,11 +2,10 @@
 //! included. Each `requestCode` alias would send an SMS and each `verifyCode` alias would be a
 //! guess, so a document asking for more is refused before anything executes.
 
-use std::{collections::HashMap, sync::Arc};
+use std::collections::HashMap;
 
 use async_graphql::{
-    ServerError, ServerResult, Variables,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery},
+    ServerError,
     parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet},
 };
 
@@ -15,53 +14,39 @@ use crate::error::code;
 /// Fields allowed once per operation.
 const ONCE_PER_OPERATION: &[&str] = &["requestCode", "verifyCode"];
 
-pub struct SensitiveFieldLimit;
+/// How deep fragments are followed. The schema's recursive-depth limit (32) refuses deeper
+/// documents anyway; this check runs before it, so it must not recurse without bound itself.
+const MAX_NESTING: usize = 32;
 
-impl ExtensionFactory for SensitiveFieldLimit {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(SensitiveFieldLimitExtension)
-    }
-}
-
-struct SensitiveFieldLimitExtension;
-
-#[async_trait::async_trait]
-impl Extension for SensitiveFieldLimitExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        for (_, operation) in document.operations.iter() {
-            if operation.node.ty != OperationType::Mutation {
-                continue;
-            }
-            for field in ONCE_PER_OPERATION {
-                let mut memo = HashMap::new();
-                if count_root_fields(
-                    &document,
-                    &operation.node.selection_set.node,
-                    field,
-                    &mut memo,
-                ) > 1
-                {
-                    let mut error = ServerError::new(
-                        format!("An operation may contain {field} only once."),
-                        Some(operation.pos),
-                    );
-                    error
-                        .extensions
-                        .get_or_insert_with(Default::default)
-                        .set("code", code::BAD_USER_INPUT);
-                    return Err(error);
-                }
+/// Refuses a document whose mutations hold `requestCode` or `verifyCode` more than once.
+pub fn check(document: &ExecutableDocument) -> Result<(), ServerError> {
+    for (_, operation) in document.operations.iter() {
+        if operation.node.ty != OperationType::Mutation {
+            continue;
+        }
+        for field in ONCE_PER_OPERATION {
+            let mut memo = HashMap::new();
+            let count = count_root_fields(
+                document,
+                &operation.node.selection_set.node,
+                field,
+                &mut memo,
+                0,
+            );
+            if count > 1 {
+                let mut error = ServerError::new(
+                    format!("An operation may contain {field} only once."),
+                    Some(operation.pos),
+                );
+                error
+                    .extensions
+                    .get_or_insert_with(Default::default)
+                    .set("code", code::BAD_USER_INPUT);
+                return Err(error);
             }
         }
-        Ok(document)
     }
+    Ok(())
 }
 
 /// Occurrences of `name` at the root of a selection set, following fragments. Each fragment's
@@ -72,15 +57,23 @@ fn count_root_fields(
     selection_set: &SelectionSet,
     name: &str,
     memo: &mut HashMap<String, Option<usize>>,
+    nesting: usize,
 ) -> usize {
+    if nesting > MAX_NESTING {
+        return 0;
+    }
     selection_set
         .items
         .iter()
         .map(|selection| match &selection.node {
             Selection::Field(field) => usize::from(field.node.name.node.as_str() == name),
-            Selection::InlineFragment(fragment) => {
-                count_root_fields(document, &fragment.node.selection_set.node, name, memo)
-            }
+            Selection::InlineFragment(fragment) => count_root_fields(
+                document,
+                &fragment.node.selection_set.node,
+                name,
+                memo,
+                nesting + 1,
+            ),
             Selection::FragmentSpread(spread) => {
                 let fragment_name = spread.node.fragment_name.node.as_str();
                 match memo.get(fragment_name) {
@@ -89,7 +82,13 @@ fn count_root_fields(
                     None => {
                         memo.insert(fragment_name.to_owned(), None);
                         let count = document.fragments.get(fragment_name).map_or(0, |f| {
-                            count_root_fields(document, &f.node.selection_set.node, name, memo)
+                            count_root_fields(
+                                document,
+                                &f.node.selection_set.node,
+                                name,
+                                memo,
+                                nesting + 1,
+                            )
                         });
                         memo.insert(fragment_name.to_owned(), Some(count));
                         count

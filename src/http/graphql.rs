@@ -4,8 +4,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use async_graphql::{
-    BatchRequest, BatchResponse, Data, Request, ServerError, http::ALL_WEBSOCKET_PROTOCOLS,
-    parser::types::OperationType,
+    BatchRequest, BatchResponse, Data, Executor, Request, ServerError,
+    http::ALL_WEBSOCKET_PROTOCOLS, parser::types::OperationType,
 };
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::{
@@ -20,10 +20,7 @@ use serde_json::{Map, Value as Json};
 use super::{HttpState, RequestId, graphiql};
 use crate::{
     error::{AppError, code},
-    graphql::{
-        loaders::Loaders,
-        viewer::{ClientIp, Viewer},
-    },
+    graphql::viewer::{ClientIp, Viewer},
 };
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
@@ -256,7 +253,6 @@ fn with_request_data(
         .and_then(|v| v.to_str().ok());
     request
         .data(Viewer::from_authorization(&state.app, authorization))
-        .data(Loaders::new(&state.app.db))
         .data(ip)
         .data(request_id.clone())
 }
@@ -332,7 +328,7 @@ pub async fn post(State(state): State<HttpState>, req: axum::extract::Request) -
         }
     };
     let timeout = state.app.config.graphql.request_timeout;
-    let Ok(response) = tokio::time::timeout(timeout, state.schema.execute_batch(batch)).await
+    let Ok(response) = tokio::time::timeout(timeout, state.executor.execute_batch(batch)).await
     else {
         return timed_out(media, rid);
     };
@@ -350,7 +346,10 @@ pub async fn get(State(state): State<HttpState>, req: axum::extract::Request) ->
         let protocol = GraphQLProtocol::from_request_parts(&mut parts, &state).await;
         let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &state).await;
         return match (protocol, upgrade) {
-            (Ok(protocol), Ok(upgrade)) => subscribe(state, protocol, upgrade),
+            (Ok(protocol), Ok(upgrade)) => {
+                let ip = client_ip(&state, &parts);
+                subscribe(state, protocol, upgrade, ip, request_id)
+            }
             _ => request_error(
                 StatusCode::BAD_REQUEST,
                 media,
@@ -368,12 +367,12 @@ pub async fn get(State(state): State<HttpState>, req: axum::extract::Request) ->
     if parts.uri.query().unwrap_or("").is_empty() && accepts_html {
         return graphiql::page().await;
     }
-    let request = match parse_query_string(&parts) {
+    let mut request = match parse_query_string(&parts) {
         Ok(request) => request,
         Err(message) => return request_error(StatusCode::BAD_REQUEST, media, &message, rid),
     };
     // GET must never change state: refuse mutations (and subscriptions) before executing.
-    if let Some(kind) = operation_type(&request) {
+    if let Some(kind) = operation_type(&mut request) {
         if kind != OperationType::Query {
             return request_error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -386,17 +385,19 @@ pub async fn get(State(state): State<HttpState>, req: axum::extract::Request) ->
     let ip = client_ip(&state, &parts);
     let request = with_request_data(request, &state, &parts.headers, ip, &request_id);
     let timeout = state.app.config.graphql.request_timeout;
-    let Ok(response) = tokio::time::timeout(timeout, state.schema.execute(request)).await else {
+    let Ok(response) = tokio::time::timeout(timeout, state.executor.execute(request)).await else {
         return timed_out(media, rid);
     };
     respond(BatchResponse::Single(response), media, rid)
 }
 
-/// The type of the operation a request would run, when the document parses.
-fn operation_type(request: &Request) -> Option<OperationType> {
+/// The type of the operation a request would run, when the document parses (the parsed
+/// document stays in the request for execution).
+fn operation_type(request: &mut Request) -> Option<OperationType> {
     use async_graphql::parser::types::DocumentOperations;
-    let doc = async_graphql::parser::parse_query(&request.query).ok()?;
-    match (&doc.operations, request.operation_name.as_deref()) {
+    let operation_name = request.operation_name.clone();
+    let doc = request.parsed_query().ok()?;
+    match (&doc.operations, operation_name.as_deref()) {
         (DocumentOperations::Single(op), _) => Some(op.node.ty),
         (DocumentOperations::Multiple(ops), Some(name)) => ops
             .iter()
@@ -413,12 +414,20 @@ fn operation_type(request: &Request) -> Option<OperationType> {
     }
 }
 
-fn subscribe(state: HttpState, protocol: GraphQLProtocol, upgrade: WebSocketUpgrade) -> Response {
+/// A WebSocket connection. Its data (viewer, address, request id) holds for every operation on
+/// it; each operation still gets its own loaders (`GraphqlExecutor`).
+fn subscribe(
+    state: HttpState,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+    ip: ClientIp,
+    request_id: RequestId,
+) -> Response {
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| {
             let app = state.app.clone();
-            GraphQLWebSocket::new(socket, state.schema.clone(), protocol)
+            GraphQLWebSocket::new(socket, state.executor.clone(), protocol)
                 .on_connection_init(move |payload| async move {
                     let authorization = payload
                         .get("Authorization")
@@ -426,7 +435,8 @@ fn subscribe(state: HttpState, protocol: GraphQLProtocol, upgrade: WebSocketUpgr
                         .and_then(|v| v.as_str());
                     let mut data = Data::default();
                     data.insert(Viewer::from_authorization(&app, authorization));
-                    data.insert(Loaders::new(&app.db));
+                    data.insert(ip);
+                    data.insert(request_id);
                     Ok(data)
                 })
                 .serve()

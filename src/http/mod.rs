@@ -10,7 +10,7 @@ mod request_id;
 
 use axum::{Router, middleware, routing::get};
 
-use crate::{graphql::AppSchema, state::AppState};
+use crate::{graphql::GraphqlExecutor, state::AppState};
 
 pub use request_id::RequestId;
 
@@ -18,13 +18,13 @@ pub use request_id::RequestId;
 #[derive(Clone)]
 pub struct HttpState {
     pub app: AppState,
-    pub schema: AppSchema,
+    pub executor: GraphqlExecutor,
 }
 
 pub fn router(app: AppState) -> Router {
-    let schema = crate::graphql::build_schema(&app);
+    let executor = GraphqlExecutor::new(crate::graphql::build_schema(&app), app.db.clone());
     let cors = cors::layer(&app.config);
-    let state = HttpState { app, schema };
+    let state = HttpState { app, executor };
     let router = Router::new()
         .route("/", get(graphiql::page))
         .route("/graphiql/{hash}/{file}", get(graphiql::asset))

@@ -46,7 +46,8 @@ async fn next_json(socket: &mut Socket) -> Value {
     }
 }
 
-async fn subscribe(addr: SocketAddr, token: Option<&str>) -> Socket {
+/// A graphql-transport-ws connection, acknowledged.
+async fn connect(addr: SocketAddr, token: Option<&str>) -> Socket {
     let mut request = format!("ws://{addr}/graphql")
         .into_client_request()
         .expect("request");
@@ -67,16 +68,36 @@ async fn subscribe(addr: SocketAddr, token: Option<&str>) -> Socket {
         .expect("send init");
     assert_eq!(next_json(&mut socket).await["type"], "connection_ack");
     socket
+}
+
+/// Starts operation `id` (any operation type: the protocol carries queries and mutations too).
+async fn start(socket: &mut Socket, id: &str, query: &str) {
+    socket
         .send(Message::text(
-            json!({
-                "id": "1",
-                "type": "subscribe",
-                "payload": { "query": "subscription { invitedUserJoined { id phone activatedInviteCode } }" },
-            })
-            .to_string(),
+            json!({ "id": id, "type": "subscribe", "payload": { "query": query } }).to_string(),
         ))
         .await
         .expect("send subscribe");
+}
+
+/// The next message of operation `id` (others' `complete` messages may come between).
+async fn next_for(socket: &mut Socket, id: &str) -> Value {
+    loop {
+        let message = next_json(socket).await;
+        if message["id"] == id {
+            return message;
+        }
+    }
+}
+
+async fn subscribe(addr: SocketAddr, token: Option<&str>) -> Socket {
+    let mut socket = connect(addr, token).await;
+    start(
+        &mut socket,
+        "1",
+        "subscription { invitedUserJoined { id phone activatedInviteCode } }",
+    )
+    .await;
     socket
 }
 
@@ -148,5 +169,69 @@ async fn activations_on_one_instance_reach_subscribers_on_another() {
         event["payload"]["data"]["invitedUserJoined"]["phone"],
         phone(2),
         "{event}"
+    );
+}
+
+/// The once-per-operation rule for `requestCode` holds for mutations sent over the socket too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aliased_request_codes_over_the_socket_send_nothing() {
+    let app = TestApp::spawn().await;
+    let addr = serve(&app).await;
+    let mut socket = connect(addr, None).await;
+    let query = format!(
+        r#"mutation {{ a: requestCode(phone: "{p}") {{ phone }} b: requestCode(phone: "{p}") {{ phone }} }}"#,
+        p = phone(1)
+    );
+    start(&mut socket, "1", &query).await;
+    let message = next_json(&mut socket).await;
+    assert_eq!(message["id"], "1");
+    let errors = match message["type"].as_str() {
+        Some("next") => &message["payload"]["errors"],
+        Some("error") => &message["payload"],
+        other => panic!("unexpected message {other:?}: {message}"),
+    };
+    assert_eq!(
+        errors[0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{message}"
+    );
+    // One at a time over the same socket still works, and only that one is sent.
+    let single = format!(
+        r#"mutation {{ requestCode(phone: "{}") {{ phone }} }}"#,
+        phone(2)
+    );
+    start(&mut socket, "2", &single).await;
+    let message = next_for(&mut socket, "2").await;
+    assert_eq!(
+        message["payload"]["data"]["requestCode"]["phone"],
+        phone(2),
+        "{message}"
+    );
+    app.settle().await;
+    assert!(app.sms.last_to(&phone(1)).is_none());
+    assert!(app.sms.last_to(&phone(2)).is_some());
+}
+
+/// Each operation on a socket reads fresh data: loaders (and their caches) are per operation,
+/// not per connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_over_one_socket_never_see_a_stale_cache() {
+    let app = TestApp::spawn().await;
+    let addr = serve(&app).await;
+    let inviter = app.sign_in(&phone(1)).await;
+    let mut socket = connect(addr, Some(&inviter.access_token)).await;
+    let query = "{ me { invitedUsers(first: 5) { totalCount } } }";
+    start(&mut socket, "1", query).await;
+    let first = next_for(&mut socket, "1").await;
+    assert_eq!(
+        first["payload"]["data"]["me"]["invitedUsers"]["totalCount"], 0,
+        "{first}"
+    );
+    let invitee = app.sign_in(&phone(2)).await;
+    assert_ok(&app.activate(&invitee, &inviter.invite_code).await);
+    start(&mut socket, "2", query).await;
+    let second = next_for(&mut socket, "2").await;
+    assert_eq!(
+        second["payload"]["data"]["me"]["invitedUsers"]["totalCount"], 1,
+        "{second}"
     );
 }

@@ -1,0 +1,82 @@
+//! The schema as the transports run it. Every request — POST, GET, and each operation sent over
+//! a WebSocket — goes through [`GraphqlExecutor`], which parses the document once (async-graphql
+//! keeps the parsed document in the request and does not parse it again), refuses a repeated
+//! `requestCode`/`verifyCode`, gives the operation its own DataLoaders (a cache never outlives
+//! one operation, even on a long-lived socket), and records the operation's metrics.
+//!
+//! Doing this here rather than in async-graphql extensions matters for speed: once a schema has
+//! any extension, every field of every row resolves through the extension chain.
+
+use std::{sync::Arc, time::Instant};
+
+use async_graphql::{Data, Executor, Request, Response};
+use futures_util::{StreamExt, stream, stream::BoxStream};
+
+use sea_orm::DatabaseConnection;
+
+use super::{AppSchema, loaders::Loaders, operation_metrics, sensitive_fields};
+
+#[derive(Clone)]
+pub struct GraphqlExecutor {
+    schema: AppSchema,
+    db: DatabaseConnection,
+}
+
+impl GraphqlExecutor {
+    pub fn new(schema: AppSchema, db: DatabaseConnection) -> Self {
+        Self { schema, db }
+    }
+
+    /// The checks every request passes before execution, and its loaders. A document that does
+    /// not parse is left to the schema, which answers with its own parse error.
+    fn admit(
+        &self,
+        request: &mut Request,
+    ) -> Result<Vec<operation_metrics::RootField>, Box<Response>> {
+        request.data.insert(Loaders::new(&self.db));
+        let operation_name = request.operation_name.clone();
+        let Ok(document) = request.parsed_query() else {
+            return Ok(Vec::new());
+        };
+        if let Err(error) = sensitive_fields::check(document) {
+            return Err(Box::new(Response::from_errors(vec![error])));
+        }
+        Ok(operation_metrics::root_fields(
+            document,
+            operation_name.as_deref(),
+        ))
+    }
+}
+
+impl Executor for GraphqlExecutor {
+    async fn execute(&self, mut request: Request) -> Response {
+        let fields = match self.admit(&mut request) {
+            Ok(fields) => fields,
+            Err(refused) => return *refused,
+        };
+        let started = Instant::now();
+        let response = self.schema.execute(request).await;
+        operation_metrics::record(&fields, &response, started.elapsed().as_secs_f64());
+        response
+    }
+
+    /// Operations over a WebSocket. Queries and mutations answer once and are measured like
+    /// the others; a subscription's events are not operations and are not counted.
+    fn execute_stream(
+        &self,
+        mut request: Request,
+        session_data: Option<Arc<Data>>,
+    ) -> BoxStream<'static, Response> {
+        let fields = match self.admit(&mut request) {
+            Ok(fields) => fields,
+            Err(refused) => return stream::once(async move { *refused }).boxed(),
+        };
+        let started = Instant::now();
+        self.schema
+            .execute_stream_with_session_data(request, session_data.unwrap_or_default())
+            .inspect(move |response| {
+                operation_metrics::record(&fields, response, started.elapsed().as_secs_f64());
+            })
+            .boxed()
+    }
+}
