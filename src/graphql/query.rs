@@ -45,7 +45,7 @@ impl QueryRoot {
         let after = after.as_deref().map(cursor::decode).transpose()?;
         let (rows, has_next_page) = users::page_all(&state.db, first, after).await?;
         let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
-        prefetch::invitees_of_page(ctx, &ids).await?;
+        prefetch::invitees_of_page(ctx, &ids, None).await?;
         Ok(UserConnection::new(rows, has_next_page, List::AllUsers))
     }
 }

@@ -99,23 +99,8 @@ pub async fn check(
     windows: &[Window],
     now: DateTime<Utc>,
 ) -> AppResult<()> {
-    let windows = active(windows);
-    if windows.is_empty() {
-        return Ok(());
-    }
-    let counts = count(conn, &windows, now).await?;
-    let mut retry_after = None;
-    for (window, n) in windows.iter().zip(counts) {
-        if n >= i64::from(window.max) {
-            let at = slot_frees_at(conn, window, n, now).await?;
-            let secs = seconds_until(now, at);
-            retry_after = Some(retry_after.map_or(secs, |r: u64| r.max(secs)));
-        }
-    }
-    match retry_after {
-        Some(retry_after) => Err(AppError::RateLimited { retry_after }),
-        None => Ok(()),
-    }
+    let counts = counts(conn, windows, now).await?;
+    verdict(conn, windows, &counts, now).await
 }
 
 /// Locks the windows' buckets, checks them, and records one event per bucket if all have
@@ -125,29 +110,46 @@ pub async fn check_and_record(
     windows: &[Window],
     now: DateTime<Utc>,
 ) -> AppResult<()> {
-    let active_windows = active(windows);
-    if active_windows.is_empty() {
-        return Ok(());
-    }
-    let buckets = distinct_buckets(&active_windows);
-    lock(conn, &buckets).await?;
+    lock(conn, windows).await?;
     check(conn, windows, now).await?;
-    record(conn, &buckets, now).await
+    record(conn, windows, now).await
 }
 
-/// Records one event in each bucket.
+/// Locks the buckets of the active windows (in a transaction, until it ends), so that counts
+/// read after it are exact until this transaction records or ends. One statement.
+pub async fn lock(conn: &impl ConnectionTrait, windows: &[Window]) -> AppResult<()> {
+    let active_windows = active(windows);
+    let buckets = distinct_buckets(&active_windows);
+    if buckets.is_empty() {
+        return Ok(());
+    }
+    let rows = vec!["(?)"; buckets.len()].join(", ");
+    // The no-op update makes the statement take the row lock when the row already exists.
+    let sql = format!(
+        "INSERT INTO rate_limit_locks (bucket) VALUES {rows} \
+         ON CONFLICT (bucket) DO UPDATE SET bucket = excluded.bucket"
+    );
+    let values = buckets.iter().map(|b| Value::from(*b)).collect();
+    conn.execute(db::raw(conn.get_database_backend(), &sql, values))
+        .await?;
+    Ok(())
+}
+
+/// Records one event in the bucket of each active window (once per bucket). One statement.
 pub async fn record(
     conn: &impl ConnectionTrait,
-    buckets: &[&str],
+    windows: &[Window],
     now: DateTime<Utc>,
 ) -> AppResult<()> {
+    let active_windows = active(windows);
+    let buckets = distinct_buckets(&active_windows);
     if buckets.is_empty() {
         return Ok(());
     }
     let rows = vec!["(?, ?)"; buckets.len()].join(", ");
     let mut values: Vec<Value> = Vec::with_capacity(buckets.len() * 2);
     for bucket in buckets {
-        values.push((*bucket).into());
+        values.push(bucket.into());
         values.push(now.into());
     }
     let sql = format!("INSERT INTO rate_events (bucket, at) VALUES {rows}");
@@ -163,22 +165,54 @@ pub async fn record_failure(
     phone: &Phone,
     now: DateTime<Utc>,
 ) -> AppResult<()> {
-    let windows = failure_windows(config, phone);
-    let active_windows = active(&windows);
-    record(conn, &distinct_buckets(&active_windows), now).await
+    record(conn, &failure_windows(config, phone), now).await
 }
 
-async fn lock(conn: &impl ConnectionTrait, buckets: &[&str]) -> AppResult<()> {
-    let rows = vec!["(?)"; buckets.len()].join(", ");
-    // The no-op update makes the statement take the row lock when the row already exists.
-    let sql = format!(
-        "INSERT INTO rate_limit_locks (bucket) VALUES {rows} \
-         ON CONFLICT (bucket) DO UPDATE SET bucket = excluded.bucket"
-    );
-    let values = buckets.iter().map(|b| Value::from(*b)).collect();
-    conn.execute(db::raw(conn.get_database_backend(), &sql, values))
-        .await?;
-    Ok(())
+/// Events in each window (0 for a window that is off), every window in one statement: a
+/// caller with several groups of windows counts them all at once and then judges each group
+/// with [`verdict`], in the order its errors should take.
+pub async fn counts(
+    conn: &impl ConnectionTrait,
+    windows: &[Window],
+    now: DateTime<Utc>,
+) -> AppResult<Vec<i64>> {
+    let active_windows = active(windows);
+    if active_windows.is_empty() {
+        return Ok(vec![0; windows.len()]);
+    }
+    let mut active_counts = count(conn, &active_windows, now).await?.into_iter();
+    Ok(windows
+        .iter()
+        .map(|w| {
+            if w.max > 0 {
+                active_counts.next().unwrap_or(0)
+            } else {
+                0
+            }
+        })
+        .collect())
+}
+
+/// RATE_LIMITED when any window is full (its `counts` as [`counts`] returned them), with the
+/// wait until every full window has a free slot.
+pub async fn verdict(
+    conn: &impl ConnectionTrait,
+    windows: &[Window],
+    counts: &[i64],
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    let mut retry_after = None;
+    for (window, &n) in windows.iter().zip(counts) {
+        if window.max > 0 && n >= i64::from(window.max) {
+            let at = slot_frees_at(conn, window, n, now).await?;
+            let secs = seconds_until(now, at);
+            retry_after = Some(retry_after.map_or(secs, |r: u64| r.max(secs)));
+        }
+    }
+    match retry_after {
+        Some(retry_after) => Err(AppError::RateLimited { retry_after }),
+        None => Ok(()),
+    }
 }
 
 /// Events per window, all windows in one statement.

@@ -54,9 +54,10 @@ pub struct SignIn {
 }
 
 /// Issues a fresh code for `phone`, replacing any pending one, and queues its SMS in the same
-/// transaction (`services::outbox` delivers it off the request path). Refused, in this order and without touching the code the user already
-/// has: a destination country outside `SMS_ALLOWED_REGIONS`, a phone whose failure budget is
-/// spent, a resend inside the cooldown, and any full send window (per phone, per IP, global).
+/// transaction (`services::outbox` delivers it off the request path). Refused, in this order
+/// and without touching the code the user already has: a destination country outside
+/// `SMS_ALLOWED_REGIONS`, a phone whose failure budget is spent, a resend inside the cooldown,
+/// and any full send window (per phone, per IP, global).
 #[tracing::instrument(skip_all, fields(phone = %phone))]
 pub async fn request_code(state: &AppState, phone: Phone, ip: IpAddr) -> AppResult<CodeIssued> {
     let config = &state.config;
@@ -71,33 +72,30 @@ pub async fn request_code(state: &AppState, phone: Phone, ip: IpAddr) -> AppResu
         ));
     }
     let now = state.clock.now();
-    // A phone locked by wrong guesses gets no new code: otherwise waiting out the resend
-    // cooldown would reset the attacker's chances.
-    limits::check(&state.db, &limits::failure_windows(config, &phone), now).await?;
-    if let Some(pending) = pending_code(&state.db, &phone).await? {
-        if pending.resend_available_at > now {
-            return Err(AppError::RateLimited {
-                retry_after: seconds_until(now, pending.resend_available_at),
-            });
-        }
-    }
-
     let expires_at = now + config.otp_ttl;
     let resend_available_at = now + config.otp_resend_cooldown;
     let code = OtpCode::generate(config.otp_length);
     let hash = state
         .keys
         .otp_hash(phone.as_str(), now.timestamp_micros(), code.expose());
+    let failure_windows = limits::failure_windows(config, &phone);
+    let send_windows = limits::code_windows(config, &phone, ip);
 
+    // Five statements on success: lock the send buckets, count every window (failures and
+    // sends together), write the code, record the send, queue the message.
     let txn = state.db.begin().await?;
-    if let Err(err) =
-        limits::check_and_record(&txn, &limits::code_windows(config, &phone, ip), now).await
-    {
+    limits::lock(&txn, &send_windows).await?;
+    let all_windows = [failure_windows.as_slice(), send_windows.as_slice()].concat();
+    let counts = limits::counts(&txn, &all_windows, now).await?;
+    let (failure_counts, send_counts) = counts.split_at(failure_windows.len());
+    // A phone locked by wrong guesses gets no new code: otherwise waiting out the resend
+    // cooldown would reset the attacker's chances.
+    if let Err(err) = limits::verdict(&txn, &failure_windows, failure_counts, now).await {
         txn.rollback().await?;
         return Err(err);
     }
     // Insert, or replace the pending row only when its cooldown is over: the cooldown check and
-    // the write are one statement (the read above only spares the send windows a wasted slot).
+    // the write are one statement.
     let upsert = Query::insert()
         .into_table(otp_codes::Entity)
         .columns(std::iter::once(Column::Phone).chain(CODE_COLUMNS))
@@ -122,12 +120,22 @@ pub async fn request_code(state: &AppState, phone: Phone, ip: IpAddr) -> AppResu
         .to_owned();
     let backend = txn.get_database_backend();
     let Some(row) = txn.query_one(backend.build(&upsert)).await? else {
-        // Another request for this phone won the race.
+        // The pending code's cooldown is still running (or another request for this phone
+        // just won the race): the code the user has stays as it is.
+        let pending = pending_code(&txn, &phone).await?;
         txn.rollback().await?;
+        let until = pending.map_or(resend_available_at, |p| p.resend_available_at);
         return Err(AppError::RateLimited {
-            retry_after: seconds_until(now, resend_available_at),
+            retry_after: seconds_until(now, until),
         });
     };
+    // Checked after the cooldown (its answer is the more useful one) and before anything is
+    // recorded; refusing rolls the code's write back.
+    if let Err(err) = limits::verdict(&txn, &send_windows, send_counts, now).await {
+        txn.rollback().await?;
+        return Err(err);
+    }
+    limits::record(&txn, &send_windows, now).await?;
     let code_id: i64 = row.try_get("", "id")?;
     // The message is committed with the code (the transactional outbox): a provider outage
     // or a crash after the commit loses nothing, and the request never waits for delivery,

@@ -46,7 +46,8 @@ impl User {
         let first = cursor::page_size(first.unwrap_or(cursor::DEFAULT_PAGE))?;
         let after = after.as_deref().map(cursor::decode).transpose()?;
         let list = List::InviteesOf(self.0.id);
-        if !prefetch::selects_rows(&ctx.look_ahead()) {
+        let look = ctx.look_ahead();
+        if !prefetch::selects_rows(&look) {
             // Only totalCount: no rows to load.
             return Ok(UserConnection::new(Vec::new(), false, list));
         }
@@ -64,7 +65,9 @@ impl User {
             .unwrap_or_default();
         let (rows, has_next_page) = split_page(rows.as_ref().clone(), first);
         let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
-        prefetch::invitees_of_page(ctx, &ids).await?;
+        // This list's own totalCount comes with the children's counts.
+        let owner = look.field("totalCount").exists().then_some(self.0.id);
+        prefetch::invitees_of_page(ctx, &ids, owner).await?;
         Ok(UserConnection::new(rows, has_next_page, list))
     }
 
