@@ -1,7 +1,7 @@
 //! Prometheus metrics: one process-wide recorder (the `metrics` facade), rendered at
 //! `/metrics`. Names follow Prometheus conventions (`_total` counters, `_seconds` histograms).
 
-use std::sync::OnceLock;
+use std::{borrow::Cow, sync::OnceLock};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use sea_orm::DatabaseConnection;
@@ -69,11 +69,14 @@ pub fn field_resolved(field: &'static str, outcome: &'static str, seconds: f64) 
 }
 
 /// One HTTP request finished.
-pub fn http_request(route: &str, status: u16, seconds: f64) {
-    metrics::counter!("http_requests_total", "route" => route.to_owned(), "status" => status.to_string())
+pub fn http_request(route: Cow<'static, str>, status: u16, seconds: f64) {
+    let status: Cow<'static, str> = match status {
+        200 => "200".into(),
+        other => other.to_string().into(),
+    };
+    metrics::counter!("http_requests_total", "route" => route.clone(), "status" => status)
         .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "route" => route.to_owned())
-        .record(seconds);
+    metrics::histogram!("http_request_duration_seconds", "route" => route).record(seconds);
 }
 
 /// A code was issued and handed to delivery.

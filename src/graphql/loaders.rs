@@ -1,8 +1,10 @@
-//! DataLoaders, built per request (no cache outlives a request or crosses users). Each answers
+//! DataLoaders, built per operation (no cache outlives an operation or crosses users). Each answers
 //! one question for many parents with one query.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, OnceLock},
+};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use sea_orm::DatabaseConnection;
@@ -81,26 +83,40 @@ impl Loader<i64> for InviteCountLoader {
     }
 }
 
+/// The loaders of one operation, each made on first use: most operations (`me`, sign-in)
+/// never touch one, and a DataLoader is not free to set up.
 pub struct Loaders {
-    pub invitees: DataLoader<InviteesLoader, HashMapCache>,
-    pub invite_counts: DataLoader<InviteCountLoader, HashMapCache>,
+    db: DatabaseConnection,
+    invitees: OnceLock<DataLoader<InviteesLoader, HashMapCache>>,
+    invite_counts: OnceLock<DataLoader<InviteCountLoader, HashMapCache>>,
 }
 
 impl Loaders {
     pub fn new(db: &DatabaseConnection) -> Self {
         Self {
-            // Cached for the request: what a parent resolver prefetched, its children find.
-            invitees: DataLoader::with_cache(
-                InviteesLoader { db: db.clone() },
-                tokio::spawn,
-                HashMapCache::default(),
-            ),
-            invite_counts: DataLoader::with_cache(
-                InviteCountLoader { db: db.clone() },
-                tokio::spawn,
-                HashMapCache::default(),
-            ),
+            db: db.clone(),
+            invitees: OnceLock::new(),
+            invite_counts: OnceLock::new(),
         }
+    }
+
+    // Cached for the operation: what a parent resolver prefetched, its children find.
+    pub fn invitees(&self) -> &DataLoader<InviteesLoader, HashMapCache> {
+        self.invitees.get_or_init(|| {
+            let loader = InviteesLoader {
+                db: self.db.clone(),
+            };
+            DataLoader::with_cache(loader, tokio::spawn, HashMapCache::default())
+        })
+    }
+
+    pub fn invite_counts(&self) -> &DataLoader<InviteCountLoader, HashMapCache> {
+        self.invite_counts.get_or_init(|| {
+            let loader = InviteCountLoader {
+                db: self.db.clone(),
+            };
+            DataLoader::with_cache(loader, tokio::spawn, HashMapCache::default())
+        })
     }
 }
 

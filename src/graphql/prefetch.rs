@@ -76,7 +76,7 @@ pub async fn invitees_of_page(
                 };
                 (key, Arc::new(rows))
             });
-            loaders.invitees.feed_many(entries).await;
+            loaders.invitees().feed_many(entries).await;
         }
         if wants("totalCount") && !counts_loaded {
             counts_loaded = true;
@@ -85,7 +85,7 @@ pub async fn invitees_of_page(
             let entries = ids
                 .iter()
                 .map(|id| (*id, counts.get(id).copied().unwrap_or(0)));
-            loaders.invite_counts.feed_many(entries).await;
+            loaders.invite_counts().feed_many(entries).await;
         }
     }
     Ok(())

@@ -98,7 +98,7 @@ impl MediaType {
     }
 }
 
-fn json_response(status: StatusCode, media: MediaType, body: &Json) -> Response {
+fn json_response(status: StatusCode, media: MediaType, body: &impl serde::Serialize) -> Response {
     let bytes = match serde_json::to_vec(body) {
         Ok(bytes) => bytes,
         Err(err) => {
@@ -478,8 +478,15 @@ fn respond(mut response: BatchResponse, media: MediaType, request_id: &str) -> R
             annotate(error, request_id);
         }
     }
+    // An executed single operation, the common case, is written out directly; the others go
+    // through a JSON value, to drop `data` where execution never started.
+    if let BatchResponse::Single(single) = &response {
+        if !is_request_error(single) {
+            return json_response(StatusCode::OK, media, single);
+        }
+    }
     let (body, refused) = match &response {
-        BatchResponse::Single(single) => (response_json(single), is_request_error(single)),
+        BatchResponse::Single(single) => (response_json(single), true),
         BatchResponse::Batch(many) => (
             many.iter()
                 .map(response_json)

@@ -8,15 +8,18 @@ mod health;
 mod metrics;
 mod request_id;
 
+use std::sync::Arc;
+
 use axum::{Router, middleware, routing::get};
 
 use crate::{graphql::GraphqlExecutor, state::AppState};
 
 pub use request_id::RequestId;
 
-/// What the handlers share.
-#[derive(Clone)]
-pub struct HttpState {
+/// What the handlers share, behind one `Arc`: axum clones the state for every request.
+pub type HttpState = Arc<Shared>;
+
+pub struct Shared {
     pub app: AppState,
     pub executor: GraphqlExecutor,
 }
@@ -24,7 +27,7 @@ pub struct HttpState {
 pub fn router(app: AppState) -> Router {
     let executor = GraphqlExecutor::new(crate::graphql::build_schema(&app), app.db.clone());
     let cors = cors::layer(&app.config);
-    let state = HttpState { app, executor };
+    let state: HttpState = Arc::new(Shared { app, executor });
     let router = Router::new()
         .route("/", get(graphiql::page))
         .route("/graphiql/{hash}/{file}", get(graphiql::asset))

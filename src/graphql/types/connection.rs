@@ -56,7 +56,7 @@ impl UserConnection {
             }
             List::InviteesOf(inviter_id) => Ok(ctx
                 .data_unchecked::<Loaders>()
-                .invite_counts
+                .invite_counts()
                 .load_one(inviter_id)
                 .await
                 .map_err(loader_error)?

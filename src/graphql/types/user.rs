@@ -58,7 +58,7 @@ impl User {
         };
         let rows = ctx
             .data_unchecked::<Loaders>()
-            .invitees
+            .invitees()
             .load_one(key)
             .await
             .map_err(loader_error)?
