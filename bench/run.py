@@ -13,7 +13,8 @@ What it does, in order (see README.md, "Performance"):
    to count its SQL statements;
 4. drives load with wrk (1 thread, 64 connections, pinned to core 0) against the real server
    (scenarios me, nested, signin) and the baselines (a) axum fixed JSON, (b) async-graphql from
-   memory, (c) async-graphql + one SeaORM primary-key read, all pinned to core 1 together with
+   memory, (c) async-graphql + one SeaORM primary-key read, (d) the nested query with a default
+   DataLoader per item (no look-ahead), all pinned to core 1 together with
    PostgreSQL (its postmaster and backends, restored to all cores at the end); pgbench runs a
    requestCode-like transaction (one INSERT + one PK SELECT, prepared) as the write ceiling;
 5. warm-up, then several interleaved rounds; medians; a table in the terminal and
@@ -72,6 +73,7 @@ SEED_SECOND_LEVEL_EACH = 3
 TARGETS = {
     "me_ratio_min": 0.85,
     "nested_statements_max": 4.0,
+    "nested_vs_per_item_min": 2.0,
     "signin_pgbench_ratio_min": 0.25,
     "peak_rss_mib_max": 64.0,
     "sqlite_ready_ms_max": 300.0,
@@ -159,7 +161,8 @@ def build(target_dir: Path) -> None:
     log("cargo build --release -p phone-auth -p bench")
     subprocess.run(["cargo", "build", "--release", "-p", "phone-auth", "-p", "bench"],
                    cwd=ROOT, check=True)
-    for name in ("phone-auth", "baseline-axum", "baseline-graphql", "baseline-db"):
+    for name in ("phone-auth", "baseline-axum", "baseline-graphql", "baseline-db",
+                 "baseline-dataloader"):
         if not (target_dir / "release" / name).exists():
             die(f"{target_dir / 'release' / name} was not built")
 
@@ -839,7 +842,8 @@ def ratio_rows(results: dict) -> dict:
     pairs = {"(b)": ("(a)", "(a)"), "(c)@sqlite": ("(b)", "(b)"), "(c)@postgres": ("(b)", "(b)")}
     for backend in ("sqlite", "postgres"):
         pairs[f"me@{backend}"] = (f"(c)@{backend}", "(c)")
-        pairs[f"nested@{backend}"] = (f"(c)@{backend}", "(c)")
+        pairs[f"(d)@{backend}"] = (f"(c)@{backend}", "(c)")
+        pairs[f"nested@{backend}"] = (f"(d)@{backend}", "(d)")
     pairs["signin@postgres"] = ("pgbench", "pgbench")
     return {k: v for k, v in pairs.items() if k in results and v[0] in results}
 
@@ -892,6 +896,12 @@ def check_targets(results: dict, ready: dict, probes: dict, connections: int) ->
             add(f"me on {backend} >= 85% of (c)", round(ratio, 3), TARGETS["me_ratio_min"],
                 ratio >= TARGETS["me_ratio_min"],
                 f"{me['median']['rps']:.0f} vs {base['median']['rps']:.0f} req/s")
+        nested, per_item = results.get(f"nested@{backend}"), results.get(f"(d)@{backend}")
+        if nested and per_item:
+            ratio = nested["median"]["rps"] / per_item["median"]["rps"]
+            add(f"nested on {backend} >= 2x a default per-item DataLoader (d)", round(ratio, 3),
+                TARGETS["nested_vs_per_item_min"], ratio >= TARGETS["nested_vs_per_item_min"],
+                f"{nested['median']['rps']:.0f} vs {per_item['median']['rps']:.0f} req/s")
         exact = probes.get(backend, {}).get(f"nested_x{connections}")
         if exact is not None:
             nested = results.get(f"nested@{backend}")
@@ -1060,6 +1070,18 @@ def main() -> int:
 
             targets.append(Target(f"(c)@{backend}", "me", "(c) graphql+seaorm", backend,
                                   "baseline", base_c, "me.lua", seeded["token"]))
+            if "nested" in scenarios:
+                base_d = Server(f"baseline-dataloader-{backend}", release / "baseline-dataloader",
+                                base_env, args.server_core, workdir)
+                ms = start(base_d)
+                log(f"{backend}: baseline (d) ready in {ms:.0f} ms")
+                # Same answer as the real server, or the comparison means nothing.
+                want = Client(real.port).gql(NESTED_QUERY, token=seeded["token"])
+                got = Client(base_d.port).gql(NESTED_QUERY)
+                if got != want:
+                    die(f"baseline (d) answers the nested query differently: {str(got)[:300]}")
+                targets.append(Target(f"(d)@{backend}", "nested", "(d) per-item DataLoader",
+                                      backend, "baseline", base_d, "nested.lua", seeded["token"]))
             for scenario in scenarios:
                 script = {"me": "me.lua", "nested": "nested.lua", "signin": "signin.lua"}[scenario]
                 fields = ("requestCode", "verifyCode") if scenario == "signin" else ("me",)
@@ -1118,7 +1140,8 @@ def main() -> int:
         }
     order = ["(a)", "(b)"]
     for backend in ("sqlite", "postgres"):
-        order += [f"(c)@{backend}", f"me@{backend}", f"nested@{backend}", f"signin@{backend}"]
+        order += [f"(c)@{backend}", f"me@{backend}", f"(d)@{backend}", f"nested@{backend}",
+                  f"signin@{backend}"]
     order.append("pgbench")
     checks = check_targets(results, ready, probes, args.connections)
     pairs = ratio_rows(results)

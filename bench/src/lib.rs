@@ -5,13 +5,17 @@
 //! - `baseline-graphql` (b): async-graphql answering `me { id phone inviteCode }` from memory;
 //! - `baseline-db` (c): the same, with one SeaORM primary-key read of the user per request, on
 //!   the database the real server uses (`phone_auth::db::connect`, so the same pool settings:
-//!   WAL, `synchronous=NORMAL` and the busy timeout on SQLite).
+//!   WAL, `synchronous=NORMAL` and the busy timeout on SQLite);
+//! - `baseline-dataloader` (d): the `nested` scenario's query with a default DataLoader per
+//!   item and no look-ahead ([`per_item`]), on the same database.
 //!
 //! All three speak the real server's framing (a JSON body posted to `/graphql`; the bearer header
 //! is ignored), answer `GET /readyz` so the orchestrator can time their start, and run on tokio's
 //! default multi-thread runtime like the real server. The binaries read their settings from the
 //! environment (`LISTEN_ADDR`, and for (c) `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`,
 //! `BENCH_USER_ID`); this library does not.
+
+pub mod per_item;
 
 use std::net::SocketAddr;
 
@@ -110,8 +114,13 @@ async fn fixed(_body: Bytes) -> Response {
     json(StatusCode::OK, FIXED_ME_BODY)
 }
 
-async fn graphql(State(schema): State<BaselineSchema>, body: Bytes) -> Response {
-    let request: async_graphql::Request = match serde_json::from_slice(&body) {
+/// A POSTed JSON request through `execute`, answered as JSON.
+async fn execute_json<F, Fut>(body: &[u8], execute: F) -> Response
+where
+    F: FnOnce(async_graphql::Request) -> Fut,
+    Fut: std::future::Future<Output = async_graphql::Response>,
+{
+    let request: async_graphql::Request = match serde_json::from_slice(body) {
         Ok(request) => request,
         Err(_) => {
             return json(
@@ -120,11 +129,31 @@ async fn graphql(State(schema): State<BaselineSchema>, body: Bytes) -> Response 
             );
         }
     };
-    let response = schema.execute(request).await;
+    let response = execute(request).await;
     match serde_json::to_vec(&response) {
         Ok(body) => json(StatusCode::OK, body),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
+}
+
+async fn graphql(State(schema): State<BaselineSchema>, body: Bytes) -> Response {
+    execute_json(
+        &body,
+        |request| async move { schema.execute(request).await },
+    )
+    .await
+}
+
+async fn graphql_per_item(
+    State((schema, db)): State<(per_item::PerItemSchema, DatabaseConnection)>,
+    body: Bytes,
+) -> Response {
+    execute_json(&body, |request| async move {
+        schema
+            .execute(request.data(per_item::Loaders::new(&db)))
+            .await
+    })
+    .await
 }
 
 async fn ready() -> Response {
@@ -144,6 +173,36 @@ pub fn graphql_router(schema: BaselineSchema) -> Router {
         .route("/graphql", post(graphql))
         .route("/readyz", get(ready))
         .with_state(schema)
+}
+
+/// (d): the nested query with a default DataLoader per item, fresh loaders per request.
+pub fn per_item_router(schema: per_item::PerItemSchema, db: DatabaseConnection) -> Router {
+    Router::new()
+        .route("/graphql", post(graphql_per_item))
+        .route("/readyz", get(ready))
+        .with_state((schema, db))
+}
+
+/// What (c) and (d) read from the environment: `LISTEN_ADDR`, the database (`DATABASE_URL`,
+/// `DATABASE_MAX_CONNECTIONS`, opened with the real server's `db::connect`) and `BENCH_USER_ID`.
+pub async fn database_settings() -> anyhow::Result<(SocketAddr, DatabaseConnection, i64)> {
+    use anyhow::Context;
+    let env = |name: &str| std::env::var(name).ok();
+    let addr = parse_listen_addr(env("LISTEN_ADDR"))?;
+    let url = env("DATABASE_URL").context("DATABASE_URL is required")?;
+    let max_connections: u32 = env("DATABASE_MAX_CONNECTIONS")
+        .map(|v| v.parse())
+        .transpose()
+        .context("DATABASE_MAX_CONNECTIONS")?
+        .unwrap_or(10);
+    let user_id: i64 = env("BENCH_USER_ID")
+        .context("BENCH_USER_ID is required")?
+        .parse()
+        .context("BENCH_USER_ID")?;
+    let db = phone_auth::db::connect(&url, max_connections)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?;
+    Ok((addr, db, user_id))
 }
 
 /// `LISTEN_ADDR` as the real server reads it, with the same default.
