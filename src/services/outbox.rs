@@ -152,13 +152,25 @@ pub async fn deliver_due(state: &AppState) -> AppResult<usize> {
     let retired = retire(state, now).await?;
     let claimed = claim(state, now).await?;
     let attempted = claimed.len();
-    let outcomes = join_all(claimed.into_iter().map(|row| deliver_one(state, row))).await;
-    for outcome in outcomes {
-        if let Err(err) = outcome {
+    let results = join_all(claimed.iter().map(|row| send(state, row))).await;
+    let mut sent = Vec::with_capacity(attempted);
+    for (row, result) in claimed.iter().zip(results) {
+        let recorded = match result {
+            Ok(()) => {
+                crate::metrics::code_delivered();
+                sent.push(row);
+                Ok(())
+            }
+            Err(err) => record_failure(state, row, &err).await,
+        };
+        if let Err(err) = recorded {
             // The send happened (or not) but its outcome could not be stored: the lease runs
             // out and the row is tried again, which is the at-least-once promise.
             tracing::warn!(error = ?err, "SMS outbox: cannot record a delivery outcome");
         }
+    }
+    if let Err(err) = finish_sent(state, &sent, state.clock.now()).await {
+        tracing::warn!(error = ?err, "SMS outbox: cannot record deliveries");
     }
     Ok(retired + attempted)
 }
@@ -280,65 +292,91 @@ fn claimed(row: &QueryResult, token: &str) -> Result<Claimed, sea_orm::DbErr> {
     })
 }
 
-/// Sends one claimed message and records what happened.
-async fn deliver_one(state: &AppState, row: Claimed) -> AppResult<()> {
+/// Sends one claimed message.
+async fn send(state: &AppState, row: &Claimed) -> Result<(), SmsError> {
     let context = context(row.phone.as_str(), row.code_issued_at);
     let text = row
         .payload
         .as_deref()
         .and_then(|sealed| state.keys.open_outbox(&[&context[0], &context[1]], sealed));
-    let result = match text {
-        None => Err(SmsError::permanent(
+    let Some(text) = text else {
+        return Err(SmsError::permanent(
             "the stored message cannot be opened (was JWT_SECRET changed?)",
-        )),
-        Some(text) => {
-            // The providers bound their own requests too; this covers any sender.
-            let message_id = format!("{}.{}", row.id, row.code_issued_at.timestamp_micros());
-            let send = state.sms.send_message(&message_id, &row.phone, &text);
-            match tokio::time::timeout(state.config.sms_send_timeout, send).await {
-                Ok(result) => result,
-                Err(_) => Err(SmsError::transient("timed out")),
-            }
-        }
+        ));
     };
+    // The providers bound their own requests too; this covers any sender.
+    let message_id = format!("{}.{}", row.id, row.code_issued_at.timestamp_micros());
+    let send = state.sms.send_message(&message_id, &row.phone, &text);
+    match tokio::time::timeout(state.config.sms_send_timeout, send).await {
+        Ok(result) => result,
+        Err(_) => Err(SmsError::transient("timed out")),
+    }
+}
+
+/// Marks the delivered messages of a pass sent, in one statement (one commit for the batch).
+async fn finish_sent(state: &AppState, rows: &[&Claimed], now: DateTime<Utc>) -> AppResult<()> {
+    let Some(first) = rows.first() else {
+        return Ok(());
+    };
+    let backend = state.db.get_database_backend();
+    let sql = format!(
+        "UPDATE sms_outbox SET status = ?, payload = NULL, finished_at = ?, \
+         locked_until = NULL, claim_token = NULL, last_error = NULL \
+         WHERE claim_token = ? AND status = ? AND id IN ({}) RETURNING id",
+        db::placeholders(rows.len())
+    );
+    let mut values: Vec<sea_orm::Value> = vec![
+        status::SENT.into(),
+        now.into(),
+        first.token.clone().into(),
+        status::PENDING.into(),
+    ];
+    values.extend(rows.iter().map(|row| row.id.into()));
+    let recorded: Vec<i64> = state
+        .db
+        .query_all(db::raw(backend, &sql, values))
+        .await?
+        .iter()
+        .map(|row| row.try_get("", "id"))
+        .collect::<Result<_, _>>()?;
+    for row in rows {
+        if recorded.contains(&row.id) {
+            tracing::info!(outbox_id = row.id, phone = %row.phone, attempt = row.attempts, "SMS delivered");
+        } else {
+            // Superseded by a newer code, or our lease ran out and another claim owns it.
+            tracing::info!(outbox_id = row.id, phone = %row.phone, "SMS delivered, but the row had moved on");
+        }
+    }
+    Ok(())
+}
+
+/// A failed send: retried later with backoff, or given up for good when the error is
+/// permanent or the next try would fall after the give-up time.
+async fn record_failure(state: &AppState, row: &Claimed, err: &SmsError) -> AppResult<()> {
+    crate::metrics::code_delivery_failed();
     let now = state.clock.now();
-    match result {
-        Ok(()) => {
-            crate::metrics::code_delivered();
-            let recorded = finish(state, &row, status::SENT, None, now).await?;
-            if recorded {
-                tracing::info!(outbox_id = row.id, phone = %row.phone, attempt = row.attempts, "SMS delivered");
-            } else {
-                // Superseded by a newer code, or our lease ran out and another claim owns it.
-                tracing::info!(outbox_id = row.id, phone = %row.phone, "SMS delivered, but the row had moved on");
-            }
+    let retry_at = now + backoff(row.attempts);
+    if err.is_permanent() || retry_at >= row.give_up_at {
+        if finish(state, row, status::UNDELIVERABLE, Some(err.message()), now).await? {
+            crate::metrics::code_undeliverable();
+            tracing::error!(
+                outbox_id = row.id,
+                phone = %row.phone,
+                attempt = row.attempts,
+                error = %err,
+                "SMS undeliverable: giving up"
+            );
         }
-        Err(err) => {
-            crate::metrics::code_delivery_failed();
-            let retry_at = now + backoff(row.attempts);
-            if err.is_permanent() || retry_at >= row.give_up_at {
-                if finish(state, &row, status::UNDELIVERABLE, Some(err.message()), now).await? {
-                    crate::metrics::code_undeliverable();
-                    tracing::error!(
-                        outbox_id = row.id,
-                        phone = %row.phone,
-                        attempt = row.attempts,
-                        error = %err,
-                        "SMS undeliverable: giving up"
-                    );
-                }
-            } else {
-                retry_later(state, &row, retry_at, err.message()).await?;
-                tracing::warn!(
-                    outbox_id = row.id,
-                    phone = %row.phone,
-                    attempt = row.attempts,
-                    retry_in_secs = (retry_at - now).num_seconds(),
-                    error = %err,
-                    "SMS delivery failed; will retry"
-                );
-            }
-        }
+    } else {
+        retry_later(state, row, retry_at, err.message()).await?;
+        tracing::warn!(
+            outbox_id = row.id,
+            phone = %row.phone,
+            attempt = row.attempts,
+            retry_in_secs = (retry_at - now).num_seconds(),
+            error = %err,
+            "SMS delivery failed; will retry"
+        );
     }
     Ok(())
 }
