@@ -18,7 +18,8 @@ const ONCE_PER_OPERATION: &[&str] = &["requestCode", "verifyCode"];
 /// documents anyway; this check runs before it, so it must not recurse without bound itself.
 const MAX_NESTING: usize = 32;
 
-/// Refuses a document whose mutations hold `requestCode` or `verifyCode` more than once.
+/// Refuses a document whose mutations hold `requestCode` or `verifyCode` more than once, or
+/// nest fragments too deeply to count them.
 pub fn check(document: &ExecutableDocument) -> Result<(), ServerError> {
     for (_, operation) in document.operations.iter() {
         if operation.node.ty != OperationType::Mutation {
@@ -33,21 +34,25 @@ pub fn check(document: &ExecutableDocument) -> Result<(), ServerError> {
                 &mut memo,
                 0,
             );
-            if count > 1 {
-                let mut error = ServerError::new(
-                    format!("An operation may contain {field} only once."),
-                    Some(operation.pos),
-                );
-                error
-                    .extensions
-                    .get_or_insert_with(Default::default)
-                    .set("code", code::BAD_USER_INPUT);
-                return Err(error);
-            }
+            let message = match count {
+                Ok(count) if count <= 1 => continue,
+                Ok(_) => format!("An operation may contain {field} only once."),
+                // Refused, not passed: an uncounted fragment could hide a second one.
+                Err(TooDeep) => "Fragments are nested too deeply.".to_owned(),
+            };
+            let mut error = ServerError::new(message, Some(operation.pos));
+            error
+                .extensions
+                .get_or_insert_with(Default::default)
+                .set("code", code::BAD_USER_INPUT);
+            return Err(error);
         }
     }
     Ok(())
 }
+
+/// Fragments nested past [`MAX_NESTING`].
+struct TooDeep;
 
 /// Occurrences of `name` at the root of a selection set, following fragments. Each fragment's
 /// count is worked out once (`memo`), so repeated spreads are cheap; a fragment that spreads
@@ -58,14 +63,13 @@ fn count_root_fields(
     name: &str,
     memo: &mut HashMap<String, Option<usize>>,
     nesting: usize,
-) -> usize {
+) -> Result<usize, TooDeep> {
     if nesting > MAX_NESTING {
-        return 0;
+        return Err(TooDeep);
     }
-    selection_set
-        .items
-        .iter()
-        .map(|selection| match &selection.node {
+    let mut total = 0;
+    for selection in &selection_set.items {
+        total += match &selection.node {
             Selection::Field(field) => usize::from(field.node.name.node.as_str() == name),
             Selection::InlineFragment(fragment) => count_root_fields(
                 document,
@@ -73,7 +77,7 @@ fn count_root_fields(
                 name,
                 memo,
                 nesting + 1,
-            ),
+            )?,
             Selection::FragmentSpread(spread) => {
                 let fragment_name = spread.node.fragment_name.node.as_str();
                 match memo.get(fragment_name) {
@@ -81,20 +85,22 @@ fn count_root_fields(
                     Some(None) => 0, // in progress: a cycle
                     None => {
                         memo.insert(fragment_name.to_owned(), None);
-                        let count = document.fragments.get(fragment_name).map_or(0, |f| {
-                            count_root_fields(
+                        let count = match document.fragments.get(fragment_name) {
+                            Some(f) => count_root_fields(
                                 document,
                                 &f.node.selection_set.node,
                                 name,
                                 memo,
                                 nesting + 1,
-                            )
-                        });
+                            )?,
+                            None => 0,
+                        };
                         memo.insert(fragment_name.to_owned(), Some(count));
                         count
                     }
                 }
             }
-        })
-        .sum()
+        };
+    }
+    Ok(total)
 }

@@ -96,6 +96,27 @@ async fn aliased_request_codes_send_nothing() {
     assert_ok(&body);
 }
 
+/// A chain of fragments deeper than the once-per-operation check follows is refused, not waved
+/// through: the second `requestCode` could hide at its end.
+#[tokio::test]
+async fn request_codes_hidden_in_deeply_chained_fragments_send_nothing() {
+    let app =
+        TestApp::with_env(&[("GRAPHQL_MAX_DEPTH", "0"), ("GRAPHQL_MAX_COMPLEXITY", "0")]).await;
+    let depth = 40;
+    let mut document = "mutation { ...F0 }".to_owned();
+    for i in 0..depth {
+        document.push_str(&format!(" fragment F{i} on Mutation {{ ...F{} }}", i + 1));
+    }
+    document.push_str(&format!(
+        r#" fragment F{depth} on Mutation {{ a: requestCode(phone: "{p}") {{ phone }} b: requestCode(phone: "{p}") {{ phone }} }}"#,
+        p = phone(1)
+    ));
+    let body = app.gql(&document, json!({})).await;
+    assert_code(&body, "BAD_USER_INPUT");
+    app.settle().await;
+    assert!(app.sms.messages().is_empty(), "{body}");
+}
+
 #[tokio::test]
 async fn a_batch_of_guesses_counts_every_guess() {
     let app = TestApp::spawn().await;
