@@ -9,9 +9,11 @@
 
 use std::{sync::Arc, time::Instant};
 
-use async_graphql::{Data, Executor, Request, Response};
+use async_graphql::{
+    Data, Executor, Positioned, Request, Response,
+    parser::types::{DocumentOperations, ExecutableDocument, OperationDefinition},
+};
 use futures_util::{StreamExt, stream, stream::BoxStream};
-
 use sea_orm::DatabaseConnection;
 
 use super::{AppSchema, loaders::Loaders, operation_metrics, sensitive_fields};
@@ -78,5 +80,19 @@ impl Executor for GraphqlExecutor {
                 operation_metrics::record(&fields, response, started.elapsed().as_secs_f64());
             })
             .boxed()
+    }
+}
+
+/// The operation a request runs: the document's only one, or the one `operation_name` names.
+/// None when the name matches nothing, or several operations come without a name (execution
+/// refuses both).
+pub fn selected_operation<'a>(
+    document: &'a ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Option<&'a Positioned<OperationDefinition>> {
+    match (&document.operations, operation_name) {
+        (DocumentOperations::Single(op), _) => Some(op),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+        (DocumentOperations::Multiple(_), None) => None,
     }
 }

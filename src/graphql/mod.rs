@@ -13,5 +13,5 @@ mod subscription;
 pub mod types;
 pub mod viewer;
 
-pub use executor::GraphqlExecutor;
+pub use executor::{GraphqlExecutor, selected_operation};
 pub use schema::{AppSchema, build_schema, schema_builder};

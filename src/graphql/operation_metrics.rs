@@ -7,9 +7,10 @@
 
 use async_graphql::{
     PathSegment, Response,
-    parser::types::{DocumentOperations, ExecutableDocument, OperationType, Selection},
+    parser::types::{ExecutableDocument, OperationType, Selection},
 };
 
+use super::executor::selected_operation;
 use crate::error::AppError;
 
 /// Every root field of the schema. Labels come only from this list, so a document naming
@@ -43,13 +44,8 @@ impl RootField {
 /// left out; fragments at the root not followed — rare there, and this is only a metric).
 /// None for a subscription: its events are a stream, not one timed operation.
 pub fn root_fields(document: &ExecutableDocument, operation_name: Option<&str>) -> Vec<RootField> {
-    let operation = match (&document.operations, operation_name) {
-        (DocumentOperations::Single(op), _) => op,
-        (DocumentOperations::Multiple(ops), Some(name)) => match ops.get(name) {
-            Some(op) => op,
-            None => return Vec::new(),
-        },
-        (DocumentOperations::Multiple(_), None) => return Vec::new(),
+    let Some(operation) = selected_operation(document, operation_name) else {
+        return Vec::new();
     };
     if operation.node.ty == OperationType::Subscription {
         return Vec::new();

@@ -20,7 +20,10 @@ use serde_json::{Map, Value as Json};
 use super::{HttpState, RequestId, graphiql};
 use crate::{
     error::{AppError, code},
-    graphql::viewer::{ClientIp, Viewer},
+    graphql::{
+        selected_operation,
+        viewer::{ClientIp, Viewer},
+    },
 };
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
@@ -394,23 +397,23 @@ pub async fn get(State(state): State<HttpState>, req: axum::extract::Request) ->
 /// The type of the operation a request would run, when the document parses (the parsed
 /// document stays in the request for execution).
 fn operation_type(request: &mut Request) -> Option<OperationType> {
-    use async_graphql::parser::types::DocumentOperations;
     let operation_name = request.operation_name.clone();
     let doc = request.parsed_query().ok()?;
-    match (&doc.operations, operation_name.as_deref()) {
-        (DocumentOperations::Single(op), _) => Some(op.node.ty),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops
-            .iter()
-            .find(|(n, _)| n.as_str() == name)
-            .map(|(_, op)| op.node.ty),
-        (DocumentOperations::Multiple(ops), None) => {
-            // Without a name the request is invalid anyway; refuse if any operation writes.
-            if ops.values().any(|op| op.node.ty != OperationType::Query) {
-                Some(OperationType::Mutation)
-            } else {
-                Some(OperationType::Query)
-            }
-        }
+    match selected_operation(doc, operation_name.as_deref()) {
+        Some(operation) => return Some(operation.node.ty),
+        // An unknown name: execution reports it.
+        None if operation_name.is_some() => return None,
+        None => {}
+    }
+    // Several operations and no name: the request is invalid anyway; refuse if any writes.
+    if doc
+        .operations
+        .iter()
+        .any(|(_, op)| op.node.ty != OperationType::Query)
+    {
+        Some(OperationType::Mutation)
+    } else {
+        Some(OperationType::Query)
     }
 }
 

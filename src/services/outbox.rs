@@ -325,6 +325,7 @@ async fn finish_sent(state: &AppState, rows: &[&Claimed], now: DateTime<Utc>) ->
          WHERE claim_token = ? AND status = ? AND id IN ({}) RETURNING id",
         db::placeholders(rows.len())
     );
+    // A pass claims all its rows under one token.
     let mut values: Vec<sea_orm::Value> = vec![
         status::SENT.into(),
         now.into(),
