@@ -16,7 +16,9 @@ use async_graphql::{
 use futures_util::{StreamExt, stream, stream::BoxStream};
 use sea_orm::DatabaseConnection;
 
-use super::{AppSchema, loaders::Loaders, operation_metrics, sensitive_fields};
+use super::{
+    AppSchema, loaders::Loaders, operation_metrics, response_order::ResponseOrder, sensitive_fields,
+};
 
 #[derive(Clone)]
 pub struct GraphqlExecutor {
@@ -56,8 +58,10 @@ impl Executor for GraphqlExecutor {
             Ok(fields) => fields,
             Err(refused) => return *refused,
         };
+        let order = ResponseOrder::of(&mut request);
         let started = Instant::now();
-        let response = self.schema.execute(request).await;
+        let mut response = self.schema.execute(request).await;
+        order.restore(&mut response);
         operation_metrics::record(&fields, &response, started.elapsed().as_secs_f64());
         response
     }
@@ -73,9 +77,14 @@ impl Executor for GraphqlExecutor {
             Ok(fields) => fields,
             Err(refused) => return stream::once(async move { *refused }).boxed(),
         };
+        let order = ResponseOrder::of(&mut request);
         let started = Instant::now();
         self.schema
             .execute_stream_with_session_data(request, session_data.unwrap_or_default())
+            .map(move |mut response| {
+                order.restore(&mut response);
+                response
+            })
             .inspect(move |response| {
                 operation_metrics::record(&fields, response, started.elapsed().as_secs_f64());
             })

@@ -7,6 +7,7 @@ mod mutation;
 mod operation_metrics;
 mod prefetch;
 mod query;
+mod response_order;
 pub mod schema;
 mod sensitive_fields;
 mod subscription;

@@ -456,16 +456,28 @@ fn is_request_error(response: &async_graphql::Response) -> bool {
         && response.errors.iter().all(|error| error.path.is_empty())
 }
 
-/// One response as JSON: a request error has no `data` entry at all (GraphQL spec, "Response
-/// Format": `data` is absent when execution did not start).
-fn response_json(response: &async_graphql::Response) -> serde_json::Result<Json> {
-    let mut json = serde_json::to_value(response)?;
-    if is_request_error(response) {
-        if let Json::Object(fields) = &mut json {
-            fields.remove("data");
+/// One response as the spec shapes it: a request error has no `data` entry at all (GraphQL
+/// spec, "Response Format": `data` is absent when execution did not start). Serialised straight
+/// from the response, never through a `serde_json::Value`, whose map would sort the fields
+/// alphabetically instead of keeping the order the query selected them in.
+struct Shaped<'a>(&'a async_graphql::Response);
+
+impl serde::Serialize for Shaped<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let response = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        if !is_request_error(response) {
+            map.serialize_entry("data", &response.data)?;
         }
+        if !response.extensions.is_empty() {
+            map.serialize_entry("extensions", &response.extensions)?;
+        }
+        if !response.errors.is_empty() {
+            map.serialize_entry("errors", &response.errors)?;
+        }
+        map.end()
     }
-    Ok(json)
 }
 
 /// Serialises the response, logging unexpected errors once (with the request id) and making
@@ -481,41 +493,37 @@ fn respond(mut response: BatchResponse, media: MediaType, request_id: &str) -> R
             annotate(error, request_id);
         }
     }
-    // An executed single operation, the common case, is written out directly; the others go
-    // through a JSON value, to drop `data` where execution never started.
-    if let BatchResponse::Single(single) = &response {
-        if !is_request_error(single) {
-            return json_response(StatusCode::OK, media, single);
+    let (status, body) = match &response {
+        BatchResponse::Single(single) => {
+            let refused = is_request_error(single) && media == MediaType::GraphqlResponseJson;
+            let status = if refused {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::OK
+            };
+            (status, serde_json::to_vec(&Shaped(single)))
         }
-    }
-    let (body, refused) = match &response {
-        BatchResponse::Single(single) => (response_json(single), true),
-        BatchResponse::Batch(many) => (
-            many.iter()
-                .map(response_json)
-                .collect::<serde_json::Result<Vec<_>>>()
-                .map(Json::Array),
-            false,
-        ),
+        BatchResponse::Batch(many) => {
+            let shaped: Vec<Shaped<'_>> = many.iter().map(Shaped).collect();
+            (StatusCode::OK, serde_json::to_vec(&shaped))
+        }
     };
-    let body = match body {
-        Ok(body) => body,
+    match body {
+        Ok(bytes) => Response::builder()
+            .status(status)
+            .header(header::CONTENT_TYPE, media.as_str())
+            .body(Body::from(bytes))
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()),
         Err(err) => {
             tracing::error!(error = %err, "serialising a GraphQL response failed");
-            return request_error(
+            request_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 media,
                 "Something went wrong on our side.",
                 request_id,
-            );
+            )
         }
-    };
-    let status = if refused && media == MediaType::GraphqlResponseJson {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
-    json_response(status, media, &body)
+    }
 }
 
 fn batch_iter_mut(response: &mut BatchResponse) -> Vec<&mut async_graphql::Response> {
@@ -665,7 +673,7 @@ mod tests {
         // A parse or validation error: no path, no data.
         let refused = GqlResponse::from_errors(vec![ServerError::new("Unknown field.", None)]);
         assert!(is_request_error(&refused));
-        let json = response_json(&refused).expect("json");
+        let json = serde_json::to_value(Shaped(&refused)).expect("json");
         assert!(json.get("data").is_none(), "{json}");
         let response = respond(
             BatchResponse::Single(refused),
@@ -683,7 +691,7 @@ mod tests {
         failed.path = vec![PathSegment::Field("me".into())];
         let executed = GqlResponse::from_errors(vec![failed]);
         assert!(!is_request_error(&executed));
-        let json = response_json(&executed).expect("json");
+        let json = serde_json::to_value(Shaped(&executed)).expect("json");
         assert_eq!(json.get("data"), Some(&Json::Null), "{json}");
         let response = respond(
             BatchResponse::Single(executed),

@@ -237,7 +237,8 @@ impl TestApp {
         }
     }
 
-    pub async fn send(&self, request: Request<Body>) -> Response {
+    /// The response's status, headers and body bytes, as the router wrote them.
+    pub async fn send_raw(&self, request: Request<Body>) -> (StatusCode, HeaderMap, Vec<u8>) {
         let response = self
             .router
             .clone()
@@ -252,6 +253,11 @@ impl TestApp {
             .await
             .expect("body")
             .to_bytes();
+        (status, headers, bytes.to_vec())
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> Response {
+        let (status, headers, bytes) = self.send_raw(request).await;
         let body = if bytes.is_empty() {
             Value::Null
         } else {

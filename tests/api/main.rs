@@ -3,6 +3,7 @@
 
 mod auth;
 mod fake_sms;
+mod field_order;
 mod helpers;
 mod invites;
 mod limits;
