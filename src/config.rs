@@ -2,7 +2,13 @@
 //! Library code never reads the environment itself: `Config::from_lookup` takes the lookup
 //! function, so tests build configurations without touching process state.
 
-use std::{collections::BTreeSet, fmt, net::SocketAddr, str::FromStr, time::Duration};
+use std::{
+    collections::BTreeSet,
+    fmt,
+    net::{IpAddr, SocketAddr},
+    str::FromStr,
+    time::Duration,
+};
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -118,6 +124,31 @@ pub struct Limits {
     pub ip_codes_per_day: u32,
     pub ip_verify_per_hour: u32,
     pub sms_global_per_minute: u32,
+    /// Whether the per-IP limits count loopback clients (`IP_LIMITS_ON_LOOPBACK`): always in
+    /// production, not by default in development. See [`Limits::for_client`].
+    pub ip_limits_on_loopback: bool,
+}
+
+impl Limits {
+    /// The limits that apply to a client at `ip`.
+    ///
+    /// In development everything a developer sends (GraphiQL, a frontend on this machine, a
+    /// script) comes from 127.0.0.1 or ::1, and production's per-IP limits (10 codes an hour)
+    /// would stop them on day one, for an hour, across restarts (the counts live in the
+    /// database). So unless `IP_LIMITS_ON_LOOPBACK=true`, the per-IP limits skip loopback
+    /// clients there. Every per-phone, per-code and global limit still applies. Production
+    /// always counts loopback clients: behind a proxy on the same host every client is one.
+    pub fn for_client(&self, ip: IpAddr) -> Limits {
+        if self.ip_limits_on_loopback || !ip.to_canonical().is_loopback() {
+            return self.clone();
+        }
+        Limits {
+            ip_codes_per_hour: 0,
+            ip_codes_per_day: 0,
+            ip_verify_per_hour: 0,
+            ..self.clone()
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -231,7 +262,9 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
                 "0" | "false" | "no" | "off" => Ok(false),
                 _ => Err(ConfigError::Invalid {
                     name,
-                    message: format!("expected true or false, got {v:?}"),
+                    message: format!(
+                        "expected true/false, yes/no, on/off or 1/0 (any case), got {v:?}"
+                    ),
                 }),
             },
         }
@@ -464,6 +497,7 @@ impl Config {
                 ip_codes_per_day: r.parse("IP_CODES_PER_DAY", 50)?,
                 ip_verify_per_hour: r.parse("IP_VERIFY_PER_HOUR", 60)?,
                 sms_global_per_minute: r.parse("SMS_GLOBAL_PER_MINUTE", 60)?,
+                ip_limits_on_loopback: r.bool("IP_LIMITS_ON_LOOPBACK", !dev)?,
             },
             sms_allowed_regions,
             trust_proxy_headers: r.bool("TRUST_PROXY_HEADERS", false)?,
@@ -516,6 +550,12 @@ impl Config {
         if self.otp_expose {
             return Err(ConfigError::Unsafe(
                 "OTP_EXPOSE=true would put codes in responses".into(),
+            ));
+        }
+        if !self.limits.ip_limits_on_loopback {
+            return Err(ConfigError::Unsafe(
+                "IP_LIMITS_ON_LOOPBACK=false would exempt every client of a proxy on this host from the per-IP limits"
+                    .into(),
             ));
         }
         if matches!(self.sms_provider, SmsProviderKind::Console) && !sms_provider_explicit {

@@ -45,7 +45,7 @@ impl Window {
 
 /// Codes sent: per phone, per client IP, and for everyone together (SMS pumping guard).
 pub fn code_windows(config: &Config, phone: &Phone, ip: IpAddr) -> Vec<Window> {
-    let l = &config.limits;
+    let l = &config.limits.for_client(ip);
     let phone_bucket = format!("code:phone:{}", phone.as_str());
     let ip_bucket = format!("code:ip:{ip}");
     vec![
@@ -65,7 +65,7 @@ pub fn code_windows(config: &Config, phone: &Phone, ip: IpAddr) -> Vec<Window> {
 pub fn verify_windows(config: &Config, ip: IpAddr) -> Vec<Window> {
     vec![Window::new(
         format!("verify:ip:{ip}"),
-        config.limits.ip_verify_per_hour,
+        config.limits.for_client(ip).ip_verify_per_hour,
         HOUR,
     )]
 }

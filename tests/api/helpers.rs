@@ -65,6 +65,8 @@ pub struct Session {
 
 /// Settings every test shares: no SMS delay, codes exposed (tests read `devCode`), per-IP
 /// limits off (the whole suite comes from one address); per-phone and per-code rules stay on.
+/// Loopback clients are counted like any other (production's rule), so a test that turns a
+/// per-IP limit on sees it from 127.0.0.1.
 const BASE: &[(&str, &str)] = &[
     (
         "JWT_SECRET",
@@ -76,6 +78,7 @@ const BASE: &[(&str, &str)] = &[
     ("IP_CODES_PER_DAY", "0"),
     ("IP_VERIFY_PER_HOUR", "0"),
     ("SMS_GLOBAL_PER_MINUTE", "0"),
+    ("IP_LIMITS_ON_LOOPBACK", "true"),
     ("ADMIN_PHONES", "+79990000001"),
 ];
 

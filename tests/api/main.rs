@@ -2,6 +2,7 @@
 //! (in-memory SQLite, or PostgreSQL when `TEST_DATABASE_URL` is set).
 
 mod auth;
+mod development_limits;
 mod fake_sms;
 mod field_order;
 mod helpers;
