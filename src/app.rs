@@ -114,6 +114,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let worker = OutboxWorker::start(state.clone());
+    tracing::info!("{}", crate::http::graphiql_page());
     tracing::info!("phone-auth listening on http://{addr}/ (GraphiQL) and http://{addr}/graphql");
     let served = serve(listener, build_router(state)).await;
     // The worker keeps sending while in-flight requests finish, so the codes they issue go

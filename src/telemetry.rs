@@ -1,13 +1,22 @@
 //! Logging setup: `RUST_LOG` filters (default `info`), `LOG_FORMAT=json` for structured logs.
+//! Text logs are coloured only when stderr is a terminal: in a file, journald or `docker logs`
+//! the ANSI escape codes would be noise.
 //!
 //! The database layers are capped at `info` whatever `RUST_LOG` says: SeaORM's debug spans
 //! record every statement with its bound values, which include full phone numbers. Set
 //! `LOG_SQL=true` to lift the cap while debugging a development database.
 
+use std::io::IsTerminal;
+
 use tracing::Subscriber;
 use tracing_subscriber::{EnvFilter, fmt::MakeWriter, prelude::*};
 
 const SQL_CAPS: &[&str] = &["sea_orm=info", "sea_orm_migration=info", "sqlx=info"];
+
+/// PostgreSQL notices are logged by sqlx at `info`; the only ones this server causes are the
+/// migrator's `relation "seaql_migrations" already exists, skipping`, which read like errors.
+/// Warnings still come through.
+const QUIET_NOTICES: &str = "sqlx::postgres::notice=warn";
 
 /// The filter for `rust_log` (a `RUST_LOG` value; `info` when absent or invalid).
 pub fn filter(rust_log: Option<&str>, log_sql: bool) -> EnvFilter {
@@ -15,7 +24,7 @@ pub fn filter(rust_log: Option<&str>, log_sql: bool) -> EnvFilter {
         .and_then(|spec| EnvFilter::try_new(spec).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
     if !log_sql {
-        for cap in SQL_CAPS {
+        for cap in SQL_CAPS.iter().chain([&QUIET_NOTICES]) {
             if let Ok(directive) = cap.parse() {
                 filter = filter.add_directive(directive);
             }
@@ -24,8 +33,14 @@ pub fn filter(rust_log: Option<&str>, log_sql: bool) -> EnvFilter {
     filter
 }
 
-/// A subscriber writing to `writer`, as text or JSON lines.
-pub fn subscriber<W>(filter: EnvFilter, json: bool, writer: W) -> Box<dyn Subscriber + Send + Sync>
+/// A subscriber writing to `writer`, as text or JSON lines; `colour` puts ANSI colours in text
+/// lines (only for a terminal).
+pub fn subscriber<W>(
+    filter: EnvFilter,
+    json: bool,
+    colour: bool,
+    writer: W,
+) -> Box<dyn Subscriber + Send + Sync>
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
@@ -40,7 +55,13 @@ where
             ),
         )
     } else {
-        Box::new(registry.with(tracing_subscriber::fmt::layer().with_writer(writer)))
+        Box::new(
+            registry.with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(colour)
+                    .with_writer(writer),
+            ),
+        )
     }
 }
 
@@ -50,7 +71,13 @@ pub fn init() {
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let log_sql =
         std::env::var("LOG_SQL").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
-    let subscriber = subscriber(filter(rust_log.as_deref(), log_sql), json, std::io::stderr);
+    let colour = std::io::stderr().is_terminal();
+    let subscriber = subscriber(
+        filter(rust_log.as_deref(), log_sql),
+        json,
+        colour,
+        std::io::stderr,
+    );
     // A second init is harmless: the first subscriber stays.
     let _ = tracing::subscriber::set_global_default(subscriber);
 }

@@ -42,7 +42,7 @@ async fn no_code_token_or_phone_reaches_the_logs_even_at_trace() {
     let capture = Capture::default();
     // The server's own logging setup, opened all the way to trace.
     let filter = phone_auth::telemetry::filter(Some("trace"), false);
-    let subscriber = phone_auth::telemetry::subscriber(filter, false, capture.clone());
+    let subscriber = phone_auth::telemetry::subscriber(filter, false, false, capture.clone());
     tracing::subscriber::set_global_default(subscriber)
         .expect("the only subscriber of this binary");
 

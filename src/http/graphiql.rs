@@ -39,6 +39,20 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
     style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; \
     connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
+/// Which page this build serves, for the start-up log: on a machine without internet the CDN
+/// page shows "Loading..." forever, and nothing else tells a newcomer why.
+pub fn served_page() -> String {
+    match &BUNDLE {
+        Some(bundle) => format!(
+            "GraphiQL: offline bundles (GraphiQL {}, served by this server)",
+            bundle.graphiql_version
+        ),
+        None => "GraphiQL: CDN page, needs internet (for the offline bundles: \
+                 npm ci --prefix graphiql-assets, then build again)"
+            .to_owned(),
+    }
+}
+
 pub async fn page() -> Response {
     match &BUNDLE {
         Some(bundle) => offline_page(bundle),

@@ -14,6 +14,7 @@ use axum::{Router, middleware, routing::get};
 
 use crate::{graphql::GraphqlExecutor, state::AppState};
 
+pub use graphiql::served_page as graphiql_page;
 pub use request_id::RequestId;
 
 /// What the handlers share, behind one `Arc`: axum clones the state for every request.

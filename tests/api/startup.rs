@@ -105,6 +105,18 @@ fn bad_values_name_their_variable() {
 }
 
 #[test]
+fn a_bad_boolean_says_every_spelling_that_is_accepted() {
+    let err = config(&[("OTP_EXPOSE", "maybe")]).unwrap_err();
+    for accepted in ["true/false", "yes/no", "on/off", "1/0"] {
+        assert!(err.contains(accepted), "{err}");
+    }
+    for (value, expected) in [("YES", true), ("off", false), ("1", true), ("No", false)] {
+        let config = config(&[("OTP_EXPOSE", value)]).expect("accepted");
+        assert_eq!(config.otp_expose, expected, "OTP_EXPOSE={value}");
+    }
+}
+
+#[test]
 fn debug_output_never_shows_the_secret() {
     let c = config(&[
         ("JWT_SECRET", GOOD_SECRET),
@@ -176,46 +188,95 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The real binary in a fresh working directory, listening on a free port, its stderr piped
+/// (so not a terminal) and its stdout dropped.
+struct Running {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    base: String,
+}
+
+impl Running {
+    fn start() -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("phone-auth-run-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_phone-auth"))
+            .current_dir(&dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("SMS_DELAY_MS", "0")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        Self {
+            child,
+            dir,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Waits for `/readyz` to answer 200 (at most 2 s).
+    async fn ready(&self, client: &reqwest::Client) {
+        for _ in 0..200 {
+            if let Ok(r) = client.get(format!("{}/readyz", self.base)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("not ready within 2 s");
+    }
+
+    /// Sends SIGTERM and waits (at most 5 s); the exit status and everything written to stderr.
+    async fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let kill = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(kill.success());
+        let mut exited = None;
+        for _ in 0..500 {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                exited = Some(status);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let Some(status) = exited else {
+            let _ = self.child.kill();
+            panic!("did not stop within 5 s of SIGTERM")
+        };
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            use std::io::Read;
+            pipe.read_to_string(&mut stderr).expect("stderr is UTF-8");
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        (status, stderr)
+    }
+}
+
 /// The real binary: starts on a fresh SQLite file, migrates, answers, and on SIGTERM finishes
 /// and exits cleanly.
 #[tokio::test]
 async fn the_binary_serves_and_shuts_down_gracefully_on_sigterm() {
-    let dir =
-        std::env::temp_dir().join(format!("phone-auth-run-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let port = free_port();
     let started = std::time::Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_phone-auth"))
-        .current_dir(&dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("SMS_DELAY_MS", "0")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("the binary starts");
+    let running = Running::start();
     let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut ready = false;
-    for _ in 0..200 {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
-            if r.status().is_success() {
-                ready = true;
-                break;
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert!(ready, "not ready within 2 s");
+    running.ready(&client).await;
     eprintln!("start to /readyz: {} ms", started.elapsed().as_millis());
     assert!(
-        dir.join("phone-auth.db").exists(),
+        running.dir.join("phone-auth.db").exists(),
         "the default database is a file in the working directory"
     );
 
     let body = client
-        .post(format!("{base}/graphql"))
+        .post(format!("{}/graphql", running.base))
         .json(&serde_json::json!({ "query": "mutation { requestCode(phone: \"+79120000001\") { phone devCode } }" }))
         .send()
         .await
@@ -232,23 +293,91 @@ async fn the_binary_serves_and_shuts_down_gracefully_on_sigterm() {
         "development exposes the code"
     );
 
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(kill.success());
-    let mut exited = None;
-    for _ in 0..500 {
-        if let Some(status) = child.try_wait().expect("wait") {
-            exited = Some(status);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    let status = exited.unwrap_or_else(|| {
-        let _ = child.kill();
-        panic!("did not stop within 5 s of SIGTERM")
-    });
+    let (status, _) = running.stop().await;
     assert!(status.success(), "exit status {status:?}");
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A build without the npm step serves the CDN page, which never loads on a machine without
+/// internet: the start-up log says which page this build serves.
+#[tokio::test]
+async fn the_binary_logs_which_graphiql_page_it_serves() {
+    let running = Running::start();
+    running.ready(&reqwest::Client::new()).await;
+    let (_, stderr) = running.stop().await;
+    let line = phone_auth::http::graphiql_page();
+    assert!(
+        line.starts_with("GraphiQL: offline bundles")
+            || line.starts_with("GraphiQL: CDN page, needs internet"),
+        "{line}"
+    );
+    assert!(stderr.contains(&line), "no {line:?} in:\n{stderr}");
+}
+
+/// Logs written to a pipe (a file, journald, `docker logs`) carry no ANSI colour codes.
+#[tokio::test]
+async fn the_binary_logs_without_colour_when_stderr_is_not_a_terminal() {
+    let running = Running::start();
+    running.ready(&reqwest::Client::new()).await;
+    let (_, stderr) = running.stop().await;
+    assert!(stderr.contains("listening on"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "escape codes in:\n{stderr:?}");
+}
+
+/// The same logging setup does colour text when asked to (a terminal): the test above could
+/// see escape codes if the binary chose colour for a pipe.
+#[test]
+fn text_logs_are_coloured_only_when_asked() {
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("capture").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    for colour in [true, false] {
+        let capture = Capture::default();
+        let sink = capture.clone();
+        let filter = phone_auth::telemetry::filter(Some("info"), false);
+        let subscriber =
+            phone_auth::telemetry::subscriber(filter, false, colour, move || sink.clone());
+        tracing::subscriber::with_default(subscriber, || tracing::info!("hello"));
+        let written =
+            String::from_utf8(capture.0.lock().expect("capture").clone()).expect("UTF-8 logs");
+        assert!(written.contains("hello"), "{written}");
+        assert_eq!(written.contains('\u{1b}'), colour, "{written:?}");
+    }
+}
+
+/// A developer trying the flow from this machine is not stopped by production's per-IP limit
+/// (10 codes an hour): the development binary lets its loopback clients past the per-IP
+/// limits, over a real socket from 127.0.0.1.
+#[tokio::test]
+async fn the_binary_in_development_lets_its_loopback_developer_past_the_per_ip_limits() {
+    let running = Running::start();
+    let client = reqwest::Client::new();
+    running.ready(&client).await;
+    for n in 0..12 {
+        let body = client
+            .post(format!("{}/graphql", running.base))
+            .json(&serde_json::json!({
+                "query": "mutation($p: String!) { requestCode(phone: $p) { phone } }",
+                "variables": { "p": format!("+7912000{n:04}") },
+            }))
+            .send()
+            .await
+            .expect("request")
+            .json::<serde_json::Value>()
+            .await
+            .expect("json");
+        assert!(body.get("errors").is_none(), "request {n}: {body}");
+    }
+    let (status, _) = running.stop().await;
+    assert!(status.success());
 }
