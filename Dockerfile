@@ -4,9 +4,12 @@
 # GraphiQL's browser bundles come from npm (graphiql-assets/package-lock.json) in a Node stage and
 # are embedded in the binary by build.rs, so the image serves GraphiQL at / with no internet access.
 #   docker build -t phone-auth .
-#   docker run --rm -p 8000:8000 -e JWT_SECRET=... -e DATABASE_URL=postgres://... phone-auth
-# The defaults inside the image are the server's own (APP_ENV=development), except LISTEN_ADDR;
-# docker-compose.yml shows a production configuration.
+#   docker run --rm -p 8000:8000 -e JWT_SECRET="$(openssl rand -base64 48)" \
+#     -e DATABASE_URL=postgres://... -e SMS_PROVIDER=webhook -e SMS_WEBHOOK_URL=... \
+#     -e SMS_WEBHOOK_SECRET=... phone-auth
+# The image runs in production mode (APP_ENV=production): a `docker run` that forgets the secret
+# or the SMS provider refuses to start (exit 2, naming the variable) instead of serving codes in
+# responses. docker-compose.yml is a local development setup that sets APP_ENV=development.
 
 FROM node:20-bookworm-slim AS graphiql-assets
 WORKDIR /assets
@@ -42,7 +45,9 @@ COPY --from=builder /usr/local/bin/phone-auth /usr/local/bin/phone-auth
 # /app is the working directory, so the default SQLite file (phone-auth.db) lands there.
 WORKDIR /app
 USER phone-auth
-ENV LISTEN_ADDR=0.0.0.0:8000 \
+# Production unless told otherwise: the start-up refusals guard every deployment of the image.
+ENV APP_ENV=production \
+    LISTEN_ADDR=0.0.0.0:8000 \
     RUST_LOG=info
 EXPOSE 8000
 

@@ -83,14 +83,24 @@ const BASE: &[(&str, &str)] = &[
 ];
 
 /// Creates a database of its own for one test: in-memory SQLite, or a fresh PostgreSQL
-/// database `test_<uuid>` when `TEST_DATABASE_URL` names a server.
+/// database `<prefix>_<uuid>` when `TEST_DATABASE_URL` names a server. The prefix is
+/// `TEST_DATABASE_PREFIX` (default `test`): a run with its own prefix can drop exactly the
+/// databases it made, even on a server other people test on.
 pub async fn fresh_database_url() -> String {
     match std::env::var("TEST_DATABASE_URL") {
         Ok(url) if url.starts_with("postgres") => {
             let admin = db::connect(&url, 1)
                 .await
                 .expect("TEST_DATABASE_URL is reachable");
-            let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+            let prefix = std::env::var("TEST_DATABASE_PREFIX").unwrap_or_else(|_| "test".into());
+            assert!(
+                !prefix.is_empty()
+                    && prefix
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "TEST_DATABASE_PREFIX: lowercase letters, digits and _ only, got {prefix:?}"
+            );
+            let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
             admin
                 .execute(Statement::from_string(
                     admin.get_database_backend(),
