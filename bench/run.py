@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The phone-auth benchmark: one command, `bench/run` (or `make bench`). Python 3 stdlib only.
 
-What it does, in order (see README.md, "Performance"):
+What it does, in order (see docs/performance.md):
 
 1. installs what is missing with apt (wrk; pgbench via postgresql-contrib; taskset via
    util-linux) and builds the release binaries (`cargo build --release -p phone-auth -p bench`);
@@ -951,7 +951,7 @@ def main() -> int:
     p.add_argument("--pg-admin-url", default="postgres://postgres@127.0.0.1:5432/postgres",
                    help="a PostgreSQL URL allowed to create databases")
     p.add_argument("--pg-database", default="phone_auth_bench", help="dropped and created")
-    # Tuned on the 2-core machine (README, "Performance"): with the server and its database on
+    # Tuned on the 2-core machine (docs/performance.md, "Pool size"): with the server and its database on
     # one core, more connections only add context switches (and, on SQLite, page caches).
     p.add_argument("--pool-postgres", type=int, default=4,
                    help="DATABASE_MAX_CONNECTIONS on PostgreSQL (4)")

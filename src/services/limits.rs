@@ -71,7 +71,7 @@ pub fn verify_windows(config: &Config, ip: IpAddr) -> Vec<Window> {
 }
 
 /// Wrong guesses per phone, across codes, spellings and IPs: the budget that bounds a
-/// targeted attack (see the README's Security section for the arithmetic).
+/// targeted attack (see docs/security.md for the arithmetic).
 pub fn failure_windows(config: &Config, phone: &Phone) -> Vec<Window> {
     let bucket = format!("fail:phone:{}", phone.as_str());
     vec![

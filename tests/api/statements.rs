@@ -106,7 +106,7 @@ async fn sign_in_statement_counts_stay_put() {
     app.reset_statements();
     assert_ok(&app.verify(&phone(1), &code).await);
     let verify_code = app.statements();
-    // The numbers the README's Performance section explains; raise them only with a reason.
+    // The numbers docs/performance.md explains; raise them only with a reason.
     assert_eq!(
         request_code, 5,
         "requestCode: {request_code}: {request_code_log:?}"

@@ -3,14 +3,14 @@
 //
 // Every MUST and every SHOULD has to pass, and so does every MAY the server implements; the
 // audits we do not pass on purpose are listed in EXPECTED_NOT_OK with the reason (and in
-// README.md here), and are reported as skipped, not hidden.
+// docs/testing.md), and are reported as skipped, not hidden.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { serverAudits } from "graphql-http";
 
 import { graphqlUrl } from "./support.js";
 
-/** audit id -> why the server answers differently (none today; see README.md). */
+/** audit id -> why the server answers differently (none today; see docs/testing.md). */
 export const EXPECTED_NOT_OK = {};
 
 const audits = serverAudits({ url: graphqlUrl });
