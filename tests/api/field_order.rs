@@ -1,7 +1,8 @@
 //! Response fields come in the order the query selected them (GraphQL spec, "Serialized Map
 //! Ordering"), at every level, whatever a resolver waits on: the look-ahead path (nested
 //! `invitedUsers` fed by the prefetch), the plain path (a lone `totalCount` through its
-//! DataLoader, `users` and its count), fragments and aliases; over POST, GET and JSON batches.
+//! DataLoader, `users` and its count), fragments and aliases; over POST, GET, JSON batches and
+//! the WebSocket.
 //!
 //! Bodies are parsed into `async_graphql::Value`, whose objects keep their order
 //! (`serde_json::Value` would sort the keys and hide the bug).
@@ -296,5 +297,47 @@ async fn fragments_and_aliases_keep_the_selection_order() {
         keys(at(me, &["invited", "nodes", "0"])),
         ["invitedUsers", "phone"],
         "{body}"
+    );
+}
+
+/// Subscription events are ordered by the same pass (the WebSocket runs operations through
+/// `GraphqlExecutor::execute_stream`): `invitedUsers` waits on its loader and would come last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_events_keep_the_selection_order() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    use crate::subscriptions::{connect, serve, start, wait_until_subscribed};
+
+    let app = TestApp::spawn().await;
+    let addr = serve(&app).await;
+    let inviter = app.sign_in(&phone(1)).await;
+    let mut socket = connect(addr, Some(&inviter.access_token)).await;
+    start(
+        &mut socket,
+        "1",
+        "subscription { invitedUserJoined { invitedUsers { totalCount } phone \
+         activatedInviteCode id } }",
+    )
+    .await;
+    wait_until_subscribed().await;
+    let invitee = app.sign_in(&phone(2)).await;
+    assert_ok(&app.activate(&invitee, &inviter.invite_code).await);
+
+    let event = loop {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("the socket is open")
+            .expect("a frame");
+        if let Message::Text(text) = frame {
+            break parse(text.as_bytes());
+        }
+    };
+    let joined = at(&event, &["payload", "data", "invitedUserJoined"]);
+    assert_eq!(
+        keys(joined),
+        ["invitedUsers", "phone", "activatedInviteCode", "id"],
+        "{event}"
     );
 }

@@ -198,6 +198,10 @@ struct Running {
 
 impl Running {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    fn start_with(env: &[(&str, &str)]) -> Self {
         let dir =
             std::env::temp_dir().join(format!("phone-auth-run-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -208,6 +212,7 @@ impl Running {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .env("SMS_DELAY_MS", "0")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -380,4 +385,29 @@ async fn the_binary_in_development_lets_its_loopback_developer_past_the_per_ip_l
     }
     let (status, _) = running.stop().await;
     assert!(status.success());
+}
+
+/// On PostgreSQL the migrator's `CREATE TABLE IF NOT EXISTS` makes the server send notices
+/// (`relation "seaql_migrations" already exists, skipping`) that sqlx logs at `info`, where they
+/// read like errors. They are kept out of the log; `LOG_SQL=true` (which lifts the caps on the
+/// database logs) shows they are there to keep out.
+#[tokio::test]
+async fn the_binary_keeps_postgres_notices_out_of_the_log() {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => {}
+        // SQLite sends no notices.
+        _ => return,
+    }
+    const NOTICE: &str = "already exists, skipping";
+    for (log_sql, expect_notice) in [("false", false), ("true", true)] {
+        let url = crate::helpers::fresh_database_url().await;
+        let running = Running::start_with(&[("DATABASE_URL", &url), ("LOG_SQL", log_sql)]);
+        running.ready(&reqwest::Client::new()).await;
+        let (_, stderr) = running.stop().await;
+        assert_eq!(
+            stderr.contains(NOTICE),
+            expect_notice,
+            "LOG_SQL={log_sql}:\n{stderr}"
+        );
+    }
 }

@@ -12,10 +12,10 @@ use tokio_tungstenite::{
 
 use crate::helpers::{Session, TestApp, assert_ok, phone};
 
-type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Serves the app's router on 127.0.0.1:0 for a real WebSocket client.
-async fn serve(app: &TestApp) -> SocketAddr {
+pub(crate) async fn serve(app: &TestApp) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -47,7 +47,7 @@ async fn next_json(socket: &mut Socket) -> Value {
 }
 
 /// A graphql-transport-ws connection, acknowledged.
-async fn connect(addr: SocketAddr, token: Option<&str>) -> Socket {
+pub(crate) async fn connect(addr: SocketAddr, token: Option<&str>) -> Socket {
     let mut request = format!("ws://{addr}/graphql")
         .into_client_request()
         .expect("request");
@@ -71,7 +71,7 @@ async fn connect(addr: SocketAddr, token: Option<&str>) -> Socket {
 }
 
 /// Starts operation `id` (any operation type: the protocol carries queries and mutations too).
-async fn start(socket: &mut Socket, id: &str, query: &str) {
+pub(crate) async fn start(socket: &mut Socket, id: &str, query: &str) {
     socket
         .send(Message::text(
             json!({ "id": id, "type": "subscribe", "payload": { "query": query } }).to_string(),
@@ -101,7 +101,7 @@ async fn subscribe(addr: SocketAddr, token: Option<&str>) -> Socket {
     socket
 }
 
-async fn wait_until_subscribed() {
+pub(crate) async fn wait_until_subscribed() {
     // The server registers the subscription asynchronously after the subscribe message.
     tokio::time::sleep(Duration::from_millis(200)).await;
 }
