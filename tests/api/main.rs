@@ -9,6 +9,8 @@ mod limits;
 mod outbox;
 mod parsers;
 mod schema_file;
+mod sessions;
+mod sockets;
 mod startup;
 mod statements;
 mod subscriptions;
