@@ -232,7 +232,7 @@ async fn revoke_if_active(
 /// A token that exists but was already rotated (or revoked) came back: whoever holds it may
 /// be an attacker, so the whole sign-in ends.
 async fn revoke_family_on_reuse(state: &AppState, hash: &str, now: DateTime<Utc>) -> AppResult<()> {
-    let Some(family_id) = family_of(state, hash, "revoked_at IS NOT NULL", now).await? else {
+    let Some(family_id) = family_of(state, hash, Token::Rotated, now).await? else {
         return Ok(());
     };
     let txn = state.db.begin().await?;
@@ -244,22 +244,35 @@ async fn revoke_family_on_reuse(state: &AppState, hash: &str, now: DateTime<Utc>
     Ok(())
 }
 
-/// The sign-in of the refresh token with keyed hash `hash`, if the token matches `condition`.
+/// Which refresh tokens [`family_of`] looks for.
+enum Token {
+    /// Not rotated, not expired (logout).
+    Active,
+    /// Already rotated or revoked, expired or not (reuse detection).
+    Rotated,
+}
+
+/// The sign-in of the refresh token with keyed hash `hash`, if the token is `which`.
 async fn family_of(
     state: &AppState,
     hash: &str,
-    condition: &str,
+    which: Token,
     now: DateTime<Utc>,
 ) -> AppResult<Option<String>> {
+    let (condition, mut values) = match which {
+        Token::Active => (
+            "revoked_at IS NULL AND expires_at > ?",
+            vec![sea_orm::Value::from(now)],
+        ),
+        Token::Rotated => ("revoked_at IS NOT NULL", Vec::new()),
+    };
+    values.insert(0, hash.into());
     let row = state
         .db
         .query_one(db::raw(
             state.db.get_database_backend(),
-            &format!(
-                "SELECT family_id FROM refresh_tokens WHERE token_hash = ? AND expires_at > ? \
-                 AND {condition}"
-            ),
-            vec![hash.into(), now.into()],
+            &format!("SELECT family_id FROM refresh_tokens WHERE token_hash = ? AND {condition}"),
+            values,
         ))
         .await?;
     Ok(match row {
@@ -276,7 +289,7 @@ pub async fn logout(state: &AppState, raw: &str) -> AppResult<bool> {
     }
     let now = state.clock.now();
     let hash = state.keys.refresh_hash(raw);
-    let Some(family_id) = family_of(state, &hash, "revoked_at IS NULL", now).await? else {
+    let Some(family_id) = family_of(state, &hash, Token::Active, now).await? else {
         return Ok(false);
     };
     let txn = state.db.begin().await?;

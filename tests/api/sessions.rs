@@ -335,3 +335,64 @@ async fn revocation_never_loses_a_race_with_refresh() {
 fn error_free(body: &Value) -> bool {
     body.get("errors").is_none_or(Value::is_null)
 }
+
+/// PostgreSQL: a revocation announced while an instance's feed was down is not lost — the
+/// instance refuses tokens while it cannot tell, and reloads when it reconnects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_missed_while_the_feed_was_down_is_recovered() {
+    let url = match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => crate::helpers::fresh_database_url().await,
+        _ => return,
+    };
+    let a = TestApp::with_database(&url, &[]).await;
+    let b = TestApp::with_database(&url, &[]).await;
+    let session = a.sign_in(&phone(1)).await;
+    assert_ok(&a.gql_as(&session.access_token, ME, json!({})).await);
+
+    // Cut every instance's revocation listener, then revoke at once: the NOTIFY finds nobody.
+    let cut = sea_orm::ConnectionTrait::execute(
+        &b.state.db,
+        sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+             AND query LIKE '%phone_auth_session_revoked%'",
+        ),
+    )
+    .await
+    .expect("the listeners can be cut");
+    assert!(cut.rows_affected() >= 1);
+    let body = b
+        .gql(
+            "mutation($t: String!) { logout(refreshToken: $t) }",
+            json!({ "t": session.refresh_token }),
+        )
+        .await;
+    assert_eq!(body["data"]["logout"], true, "{body}");
+
+    let started = std::time::Instant::now();
+    loop {
+        let body = a.gql_as(&session.access_token, ME, json!({})).await;
+        if body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED" {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "A serves a token revoked while its feed was down"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Back up: the revocation is still known after the reload, and fresh sign-ins work.
+    assert!(
+        a.state
+            .revocations
+            .wait_live(std::time::Duration::from_secs(5))
+            .await
+    );
+    assert_code(
+        &a.gql_as(&session.access_token, ME, json!({})).await,
+        "UNAUTHENTICATED",
+    );
+    let fresh = b.sign_in(&phone(2)).await;
+    assert_ok(&a.gql_as(&fresh.access_token, ME, json!({})).await);
+}
