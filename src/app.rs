@@ -38,7 +38,9 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         .wait_live(std::time::Duration::from_secs(10))
         .await
     {
-        tracing::warn!("the revocation feed is not live yet: access tokens are refused until it is");
+        tracing::warn!(
+            "the revocation feed is not live yet: access tokens are refused until it is"
+        );
     }
     Ok(state)
 }

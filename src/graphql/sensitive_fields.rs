@@ -28,19 +28,15 @@ pub fn check(document: &ExecutableDocument) -> Result<(), ServerError> {
             continue;
         }
         let mut memo = HashMap::new();
-        let message = match root_field_counts(
-            document,
-            &operation.node.selection_set.node,
-            &mut memo,
-            0,
-        ) {
-            Ok(counts) => match first_repeated(&counts) {
-                Some(field) => format!("An operation may contain {field} only once."),
-                None => continue,
-            },
-            // Refused, not passed: an uncounted fragment could hide a second one.
-            Err(TooDeep) => "Fragments are nested too deeply.".to_owned(),
-        };
+        let message =
+            match root_field_counts(document, &operation.node.selection_set.node, &mut memo, 0) {
+                Ok(counts) => match first_repeated(&counts) {
+                    Some(field) => format!("An operation may contain {field} only once."),
+                    None => continue,
+                },
+                // Refused, not passed: an uncounted fragment could hide a second one.
+                Err(TooDeep) => "Fragments are nested too deeply.".to_owned(),
+            };
         let mut error = ServerError::new(message, Some(operation.pos));
         error
             .extensions
@@ -141,7 +137,10 @@ mod tests {
 
     #[test]
     fn each_mutation_field_once() {
-        assert_eq!(refused("mutation { logout(refreshToken: \"a\") logoutAll }"), None);
+        assert_eq!(
+            refused("mutation { logout(refreshToken: \"a\") logoutAll }"),
+            None
+        );
         assert_eq!(refused("query { a: me { id } b: me { id } }"), None);
         assert_eq!(
             refused("mutation { __typename a: __typename logoutAll }"),

@@ -62,10 +62,19 @@ mod tests {
         let origin = |v: &str| HeaderValue::from_str(v).expect("header");
         let listed = config(&[("CORS_ALLOWED_ORIGINS", "https://app.example,null")]);
         assert!(origin_allowed(&listed, None));
-        assert!(origin_allowed(&listed, Some(&origin("https://app.example"))));
-        assert!(!origin_allowed(&listed, Some(&origin("https://evil.example"))));
+        assert!(origin_allowed(
+            &listed,
+            Some(&origin("https://app.example"))
+        ));
+        assert!(!origin_allowed(
+            &listed,
+            Some(&origin("https://evil.example"))
+        ));
         assert!(!origin_allowed(&listed, Some(&origin("null"))));
         let development = config(&[]);
-        assert!(origin_allowed(&development, Some(&origin("https://any.example"))));
+        assert!(origin_allowed(
+            &development,
+            Some(&origin("https://any.example"))
+        ));
     }
 }

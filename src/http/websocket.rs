@@ -135,7 +135,12 @@ pub async fn upgrade(
     let rid = request_id.0.clone();
     if !cors::origin_allowed(&state.app.config, parts.headers.get(header::ORIGIN)) {
         tracing::info!("WebSocket upgrade refused: origin not allowed");
-        return refused(StatusCode::FORBIDDEN, code::FORBIDDEN, "This origin may not open a socket.", &rid);
+        return refused(
+            StatusCode::FORBIDDEN,
+            code::FORBIDDEN,
+            "This origin may not open a socket.",
+            &rid,
+        );
     }
     let speaks_protocol = parts
         .headers
@@ -303,7 +308,12 @@ impl Connection {
         )
         .await;
         let payload = match init {
-            Err(_) => return Err(Close(close::INIT_TIMEOUT, "Connection initialisation timeout")),
+            Err(_) => {
+                return Err(Close(
+                    close::INIT_TIMEOUT,
+                    "Connection initialisation timeout",
+                ));
+            }
             Ok(result) => match result? {
                 Some(payload) => payload,
                 None => return Ok(()),
@@ -460,8 +470,11 @@ impl Connection {
             "message": message,
             "extensions": { "code": code::BAD_USER_INPUT, "requestId": rid },
         });
-        self.send(sink, json!({ "id": id, "type": "error", "payload": [error] }))
-            .await
+        self.send(
+            sink,
+            json!({ "id": id, "type": "error", "payload": [error] }),
+        )
+        .await
     }
 
     /// A `next` message, its errors annotated (and internal ones logged) as over HTTP; every

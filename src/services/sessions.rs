@@ -156,7 +156,9 @@ pub async fn revoke(
 ) -> AppResult<usize> {
     let now = state.clock.now();
     let (filter, mut values): (&str, Vec<sea_orm::Value>) = match which {
-        Revoke::OneOf { user_id, id } => ("id = ? AND user_id = ?", vec![id.into(), user_id.into()]),
+        Revoke::OneOf { user_id, id } => {
+            ("id = ? AND user_id = ?", vec![id.into(), user_id.into()])
+        }
         Revoke::Family(id) => ("id = ?", vec![id.into()]),
         Revoke::AllOf(user_id) => ("user_id = ?", vec![user_id.into()]),
     };
@@ -186,7 +188,11 @@ pub async fn revoke(
     }
     state.revocations.publish(conn, &ids).await?;
     if !ids.is_empty() {
-        tracing::info!(revoked = ids.len(), reason = which.reason(), "sign-ins revoked");
+        tracing::info!(
+            revoked = ids.len(),
+            reason = which.reason(),
+            "sign-ins revoked"
+        );
     }
     Ok(live)
 }

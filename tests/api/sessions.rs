@@ -70,8 +70,15 @@ async fn sessions_are_listed_newest_first_with_the_right_current() {
     let _stranger = sign_in_as(&app, &crate::helpers::phone(2), "stranger").await;
 
     let list = sessions(&app, &laptop.access_token).await;
-    let agents: Vec<&str> = list.iter().filter_map(|s| s["userAgent"].as_str()).collect();
-    assert_eq!(agents, ["tablet", "laptop-browser", "phone-app/1"], "{list:?}");
+    let agents: Vec<&str> = list
+        .iter()
+        .filter_map(|s| s["userAgent"].as_str())
+        .collect();
+    assert_eq!(
+        agents,
+        ["tablet", "laptop-browser", "phone-app/1"],
+        "{list:?}"
+    );
     assert_eq!(current_agent(&list), ["laptop-browser"]);
 
     // After a refresh the new access token still names the same sign-in; it was used now.
@@ -179,11 +186,15 @@ async fn logout_makes_the_access_token_of_that_sign_in_unauthenticated() {
 async fn refresh_token_reuse_kills_the_access_tokens_of_the_sign_in() {
     let app = TestApp::spawn().await;
     let session = app.sign_in(&phone(1)).await;
-    let rotated = session_from(&refresh(&app, &session.refresh_token).await["data"]["refreshToken"])
-        .expect("refresh works");
+    let rotated =
+        session_from(&refresh(&app, &session.refresh_token).await["data"]["refreshToken"])
+            .expect("refresh works");
     assert_ok(&app.gql_as(&rotated.access_token, ME, json!({})).await);
     // The old refresh token comes back: the whole sign-in ends, its live access token too.
-    assert_code(&refresh(&app, &session.refresh_token).await, "UNAUTHENTICATED");
+    assert_code(
+        &refresh(&app, &session.refresh_token).await,
+        "UNAUTHENTICATED",
+    );
     assert_code(
         &app.gql_as(&rotated.access_token, ME, json!({})).await,
         "UNAUTHENTICATED",
@@ -268,9 +279,9 @@ async fn repeated_mutations_hidden_in_fragments_are_refused() {
     for i in 0..20 {
         chain.push_str(&format!("fragment F{i} on Mutation {{ ...F{} }}\n", i + 1));
     }
-    chain.push_str(&format!(
-        r#"fragment F20 on Mutation {{ a: activateInvite(inviteCode: "ABC123") {{ id }} b: activateInvite(inviteCode: "ABC124") {{ id }} }}"#
-    ));
+    chain.push_str(
+        r#"fragment F20 on Mutation { a: activateInvite(inviteCode: "ABC123") { id } b: activateInvite(inviteCode: "ABC124") { id } }"#,
+    );
     let body = app.gql(&chain, json!({})).await;
     assert_code(&body, "BAD_USER_INPUT");
     assert!(

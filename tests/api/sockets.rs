@@ -94,7 +94,10 @@ async fn queries_and_mutations_over_the_socket_run_nothing() {
     app.settle().await;
     assert!(app.sms.last_to(&phone(2)).is_none(), "a code was sent");
     // logoutAll did not run: the sign-in still works.
-    assert_ok(&app.gql_as(&session.access_token, "{ me { id } }", json!({})).await);
+    assert_ok(
+        &app.gql_as(&session.access_token, "{ me { id } }", json!({}))
+            .await,
+    );
     // The socket is still usable for a subscription.
     start(&mut socket, "4", JOINED).await;
     wait_until_subscribed().await;
@@ -118,7 +121,11 @@ async fn the_upgrade_checks_the_origin_like_cors() {
         handshake(addr, &[("origin", "null")]).await.err(),
         Some(403)
     );
-    assert!(handshake(addr, &[("origin", "https://app.example")]).await.is_ok());
+    assert!(
+        handshake(addr, &[("origin", "https://app.example")])
+            .await
+            .is_ok()
+    );
     // No Origin: a mobile app or a server.
     assert!(handshake(addr, &[]).await.is_ok());
 }
@@ -129,7 +136,10 @@ async fn a_silent_socket_is_closed_with_4408() {
     let addr = serve(&app).await;
     let mut socket = handshake(addr, &[]).await.expect("handshake");
     let started = Instant::now();
-    assert_eq!(close_code(&mut socket, Duration::from_secs(5)).await, Some(4408));
+    assert_eq!(
+        close_code(&mut socket, Duration::from_secs(5)).await,
+        Some(4408)
+    );
     assert!(started.elapsed() >= Duration::from_millis(900));
 }
 
@@ -151,7 +161,10 @@ async fn a_2_mib_frame_closes_the_socket_and_the_server_stays_responsive() {
     let mut other = connect(addr, None).await;
     start(&mut other, "1", JOINED).await;
     let message = next_for(&mut other, "1").await;
-    assert_eq!(message["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+    assert_eq!(
+        message["payload"]["errors"][0]["extensions"]["code"],
+        "UNAUTHENTICATED"
+    );
     assert_eq!(app.get("/healthz", &[]).await.status, 200);
 }
 
@@ -168,7 +181,9 @@ async fn live_operations_per_socket_are_capped() {
     assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{error}");
     // Completing one frees its place.
     socket
-        .send(Message::text(json!({ "id": "1", "type": "complete" }).to_string()))
+        .send(Message::text(
+            json!({ "id": "1", "type": "complete" }).to_string(),
+        ))
         .await
         .expect("complete");
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -216,7 +231,10 @@ async fn an_expired_token_closes_the_subscription_with_4401() {
     );
     app.advance(900 + 10);
     let started = Instant::now();
-    assert_eq!(close_code(&mut socket, Duration::from_secs(1)).await, Some(4401));
+    assert_eq!(
+        close_code(&mut socket, Duration::from_secs(1)).await,
+        Some(4401)
+    );
     assert!(started.elapsed() < Duration::from_secs(1));
 }
 
@@ -227,8 +245,14 @@ async fn logout_all_closes_the_subscription_with_4401() {
     let session = app.sign_in(&phone(1)).await;
     let mut socket = subscribe(addr, Some(&session.access_token)).await;
     wait_until_subscribed().await;
-    assert_ok(&app.gql_as(&session.access_token, "mutation { logoutAll }", json!({})).await);
-    assert_eq!(close_code(&mut socket, Duration::from_secs(1)).await, Some(4401));
+    assert_ok(
+        &app.gql_as(&session.access_token, "mutation { logoutAll }", json!({}))
+            .await,
+    );
+    assert_eq!(
+        close_code(&mut socket, Duration::from_secs(1)).await,
+        Some(4401)
+    );
 }
 
 /// A subscription on instance A ends when instance B revokes its sign-in; B's revocation also
@@ -246,21 +270,34 @@ async fn revocation_on_one_instance_reaches_the_other_within_a_second() {
     let session = a.sign_in(&phone(1)).await;
     let mut socket = subscribe(addr_a, Some(&session.access_token)).await;
     wait_until_subscribed().await;
-    assert_ok(&b.gql_as(&session.access_token, "{ me { id } }", json!({})).await);
+    assert_ok(
+        &b.gql_as(&session.access_token, "{ me { id } }", json!({}))
+            .await,
+    );
 
     // logoutAll on B: A's socket closes, A refuses the token.
-    assert_ok(&b.gql_as(&session.access_token, "mutation { logoutAll }", json!({})).await);
+    assert_ok(
+        &b.gql_as(&session.access_token, "mutation { logoutAll }", json!({}))
+            .await,
+    );
     let started = Instant::now();
-    assert_eq!(close_code(&mut socket, Duration::from_secs(1)).await, Some(4401));
+    assert_eq!(
+        close_code(&mut socket, Duration::from_secs(1)).await,
+        Some(4401)
+    );
     assert!(started.elapsed() < Duration::from_secs(1));
     assert_code(
-        &a.gql_as(&session.access_token, "{ me { id } }", json!({})).await,
+        &a.gql_as(&session.access_token, "{ me { id } }", json!({}))
+            .await,
         "UNAUTHENTICATED",
     );
 
     // A new sign-in, revoked by logout on A, is refused on B within a second.
     let fresh = b.sign_in(&phone(2)).await;
-    assert_ok(&b.gql_as(&fresh.access_token, "{ me { id } }", json!({})).await);
+    assert_ok(
+        &b.gql_as(&fresh.access_token, "{ me { id } }", json!({}))
+            .await,
+    );
     assert_ok(
         &a.gql(
             "mutation($t: String!) { logout(refreshToken: $t) }",
@@ -270,7 +307,9 @@ async fn revocation_on_one_instance_reaches_the_other_within_a_second() {
     );
     let started = Instant::now();
     loop {
-        let body = b.gql_as(&fresh.access_token, "{ me { id } }", json!({})).await;
+        let body = b
+            .gql_as(&fresh.access_token, "{ me { id } }", json!({}))
+            .await;
         if body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED" {
             break;
         }
