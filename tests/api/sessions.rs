@@ -407,3 +407,78 @@ async fn a_revocation_missed_while_the_feed_was_down_is_recovered() {
     let fresh = b.sign_in(&phone(2)).await;
     assert_ok(&a.gql_as(&fresh.access_token, ME, json!({})).await);
 }
+
+/// A database from before the `sessions` table: each refresh-token family becomes a session,
+/// revoked when all its tokens were, and its tokens keep working.
+#[tokio::test]
+async fn sign_ins_from_before_the_sessions_table_become_sessions() {
+    use migration::MigratorTrait;
+    use sea_orm::ConnectionTrait;
+
+    let url = crate::helpers::fresh_database_url().await;
+    // `sqlite::memory:` is one database per connection: keep this one for the whole test.
+    let url = if url.starts_with("sqlite") {
+        format!(
+            "sqlite:file:memdb_{}?mode=memory&cache=shared",
+            uuid::Uuid::new_v4().simple()
+        )
+    } else {
+        url
+    };
+    let db = phone_auth::db::connect(&url, 1).await.expect("opens");
+    migration::Migrator::up(&db, Some(5))
+        .await
+        .expect("the first five apply");
+    let backend = db.get_database_backend();
+    let now = chrono::Utc::now();
+    let later = now + chrono::TimeDelta::days(30);
+    let exec = |sql: &str, values: Vec<sea_orm::Value>| {
+        db.execute(phone_auth::db::raw(backend, sql, values))
+    };
+    exec(
+        "INSERT INTO users (phone, invite_code, created_at) VALUES (?, ?, ?)",
+        vec![phone(1).into(), "OLD001".into(), now.into()],
+    )
+    .await
+    .expect("user");
+    let token = |family: &str, hash: &str, revoked: Option<chrono::DateTime<chrono::Utc>>| {
+        exec(
+            "INSERT INTO refresh_tokens (user_id, family_id, token_hash, created_at, expires_at, revoked_at) \
+             VALUES (1, ?, ?, ?, ?, ?)",
+            vec![
+                family.into(),
+                hash.into(),
+                now.into(),
+                later.into(),
+                revoked.into(),
+            ],
+        )
+    };
+    let live = "11111111-1111-4111-8111-111111111111";
+    let gone = "22222222-2222-4222-8222-222222222222";
+    token(live, "h1", Some(now)).await.expect("rotated");
+    token(live, "h2", None).await.expect("current");
+    token(gone, "h3", Some(now)).await.expect("revoked");
+    migration::Migrator::up(&db, None)
+        .await
+        .expect("the rest apply");
+
+    let rows = db
+        .query_all(phone_auth::db::raw(
+            backend,
+            "SELECT id, revoked_at FROM sessions ORDER BY id",
+            vec![],
+        ))
+        .await
+        .expect("sessions");
+    let rows: Vec<(String, bool)> = rows
+        .iter()
+        .map(|r| {
+            let id: String = r.try_get("", "id").expect("id");
+            let revoked: Option<chrono::DateTime<chrono::Utc>> =
+                r.try_get("", "revoked_at").expect("revoked_at");
+            (id, revoked.is_some())
+        })
+        .collect();
+    assert_eq!(rows, [(live.to_owned(), false), (gone.to_owned(), true)]);
+}
