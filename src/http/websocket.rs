@@ -63,6 +63,9 @@ const PING_EVERY: Duration = Duration::from_secs(30);
 const SILENT_LIMIT: Duration = Duration::from_secs(3 * 30);
 /// How often a socket re-checks its access token (expiry, revocation): a memory lookup.
 const CREDENTIAL_CHECK_EVERY: Duration = Duration::from_millis(250);
+/// A peer that does not take a message within this long (it stopped reading) is dropped:
+/// a blocked send would also hold up the credential checks.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// graphql-transport-ws close codes (and the standard 1009 "message too big").
 mod close {
@@ -290,10 +293,11 @@ impl Connection {
                     code,
                     reason: reason.into(),
                 };
-                let _ = sink.send(Message::Close(Some(frame))).await;
+                let _ = tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Close(Some(frame))))
+                    .await;
             }
         }
-        let _ = sink.close().await;
+        let _ = tokio::time::timeout(SEND_TIMEOUT, sink.close()).await;
     }
 
     async fn serve(
@@ -417,7 +421,7 @@ impl Connection {
                     if last_heard.elapsed() > SILENT_LIMIT {
                         return Err(Close(1001, "No answer to pings"));
                     }
-                    sink.send(Message::Ping(Default::default())).await.map_err(|_| Close(1001, "gone"))?;
+                    send(sink, Message::Ping(Default::default())).await?;
                 }
             }
         }
@@ -457,9 +461,7 @@ impl Connection {
     }
 
     async fn send(&self, sink: &mut Sink, message: Json) -> Result<(), Close> {
-        sink.send(Message::Text(message.to_string().into()))
-            .await
-            .map_err(|_| Close(1001, "gone"))
+        send(sink, Message::Text(message.to_string().into())).await
     }
 
     /// An `error` message: the operation was refused and ran nothing (no `complete` follows).
@@ -501,6 +503,15 @@ impl Connection {
             }
         };
         self.send(sink, message).await
+    }
+}
+
+/// Sends one frame, giving up on a peer that does not take it within [`SEND_TIMEOUT`].
+async fn send(sink: &mut Sink, message: Message) -> Result<(), Close> {
+    match tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Close(1001, "gone")),
+        Err(_) => Err(Close(1008, "The client does not read its messages")),
     }
 }
 
