@@ -41,8 +41,10 @@ pub enum Revoke<'a> {
     OneOf { user_id: i64, id: &'a str },
     /// One sign-in, whoever's (logout and reuse detection, which found it by a token).
     Family(&'a str),
-    /// Every sign-in of a user (logoutAll, account deletion, phone change).
+    /// Every sign-in of a user (logoutAll, account deletion).
     AllOf(i64),
+    /// Every sign-in of a user but one, the caller's own (phone change).
+    OthersOf { user_id: i64, keep: &'a str },
 }
 
 /// A `User-Agent` header as stored: trimmed, control characters dropped, at most
@@ -161,6 +163,9 @@ pub async fn revoke(
         }
         Revoke::Family(id) => ("id = ?", vec![id.into()]),
         Revoke::AllOf(user_id) => ("user_id = ?", vec![user_id.into()]),
+        Revoke::OthersOf { user_id, keep } => {
+            ("user_id = ? AND id <> ?", vec![user_id.into(), keep.into()])
+        }
     };
     values.insert(0, now.into());
     let [live_now, live_since] = live_values(state, now);
@@ -203,6 +208,7 @@ impl Revoke<'_> {
             Self::OneOf { .. } => "revokeSession",
             Self::Family(_) => "logout or refresh-token reuse",
             Self::AllOf(_) => "every sign-in of a user",
+            Self::OthersOf { .. } => "every other sign-in of a user",
         }
     }
 }

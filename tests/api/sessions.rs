@@ -482,3 +482,58 @@ async fn sign_ins_from_before_the_sessions_table_become_sessions() {
         .collect();
     assert_eq!(rows, [(live.to_owned(), false), (gone.to_owned(), true)]);
 }
+
+/// The entry point other flows use (phone change: every sign-in but the caller's; account
+/// deletion: all of them, inside the caller's transaction): same revocation, same publication.
+#[tokio::test]
+async fn the_revocation_service_ends_other_sign_ins_or_all_within_a_transaction() {
+    use phone_auth::services::sessions::{Revoke, revoke};
+    use sea_orm::TransactionTrait;
+
+    let app = TestApp::spawn().await;
+    let mine = app.sign_in(&phone(1)).await;
+    app.advance(61);
+    let other = app.sign_in(&phone(1)).await;
+    let current = sessions(&app, &mine.access_token).await;
+    let keep = current
+        .iter()
+        .find(|s| s["current"] == true)
+        .and_then(|s| s["id"].as_str())
+        .expect("current")
+        .to_owned();
+    let user_id: i64 = mine.user_id.parse().expect("id");
+
+    let txn = app.state.db.begin().await.expect("begin");
+    let revoked = revoke(
+        &txn,
+        &app.state,
+        Revoke::OthersOf {
+            user_id,
+            keep: &keep,
+        },
+    )
+    .await
+    .expect("revokes");
+    txn.commit().await.expect("commit");
+    assert_eq!(revoked, 1);
+    assert_code(
+        &app.gql_as(&other.access_token, ME, json!({})).await,
+        "UNAUTHENTICATED",
+    );
+    assert_code(
+        &refresh(&app, &other.refresh_token).await,
+        "UNAUTHENTICATED",
+    );
+    assert_ok(&app.gql_as(&mine.access_token, ME, json!({})).await);
+
+    let txn = app.state.db.begin().await.expect("begin");
+    let revoked = revoke(&txn, &app.state, Revoke::AllOf(user_id))
+        .await
+        .expect("revokes");
+    txn.commit().await.expect("commit");
+    assert_eq!(revoked, 1);
+    assert_code(
+        &app.gql_as(&mine.access_token, ME, json!({})).await,
+        "UNAUTHENTICATED",
+    );
+}

@@ -320,3 +320,33 @@ async fn revocation_on_one_instance_reaches_the_other_within_a_second() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// The socket door over IPv6 too: same handshake, sockets counted per client address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_over_ipv6_are_served_and_counted_per_address() {
+    let app = TestApp::with_env(&[("WS_MAX_CONNECTIONS_PER_IP", "1")]).await;
+    let Ok(listener) = tokio::net::TcpListener::bind("[::1]:0").await else {
+        eprintln!("no IPv6 loopback here; skipped");
+        return;
+    };
+    let v6 = listener.local_addr().expect("addr");
+    let router = app.router.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await;
+    });
+    let v4 = serve(&app).await;
+    let _one = connect(v6, None).await;
+    assert_eq!(handshake(v6, &[]).await.err(), Some(429));
+    // Another address (127.0.0.1) has its own count.
+    let mut socket = connect(v4, None).await;
+    start(&mut socket, "1", JOINED).await;
+    let message = next_for(&mut socket, "1").await;
+    assert_eq!(
+        message["payload"]["errors"][0]["extensions"]["code"],
+        "UNAUTHENTICATED"
+    );
+}
