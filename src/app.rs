@@ -31,7 +31,18 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         .map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let sms = sms_sender(&config, clock.clone())?;
-    Ok(AppState::new(config, db, clock, sms))
+    let state = AppState::new(config, db, clock, sms);
+    // Until then every access token is refused (fail closed); normally a few milliseconds.
+    if !state
+        .revocations
+        .wait_live(std::time::Duration::from_secs(10))
+        .await
+    {
+        tracing::warn!(
+            "the revocation feed is not live yet: access tokens are refused until it is"
+        );
+    }
+    Ok(state)
 }
 
 /// The provider `SMS_PROVIDER` names, built from its settings.

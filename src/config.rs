@@ -162,6 +162,17 @@ pub struct GraphqlLimits {
     pub request_timeout: Duration,
 }
 
+/// The WebSocket door (`/graphql` upgraded, graphql-transport-ws, subscriptions only).
+#[derive(Clone, Debug)]
+pub struct WebSocketLimits {
+    /// `connection_init` must arrive within this, else the socket is closed with 4408.
+    pub init_timeout: Duration,
+    /// Live operations per socket (`usize::MAX` when `WS_MAX_OPERATIONS=0`).
+    pub max_operations: usize,
+    /// Open sockets per client (`usize::MAX` when `WS_MAX_CONNECTIONS_PER_IP=0`).
+    pub max_connections_per_client: usize,
+}
+
 #[derive(Clone)]
 pub struct Config {
     pub app_env: AppEnv,
@@ -187,12 +198,15 @@ pub struct Config {
     pub admin_phones: BTreeSet<String>,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    /// A sign-in's whole life from its verifyCode, however often it is refreshed.
+    pub session_max_lifetime: Duration,
     pub limits: Limits,
     pub sms_allowed_regions: BTreeSet<String>,
     pub trust_proxy_headers: bool,
     /// `None`: the environment's default (development: any origin; production: none).
     pub cors_allowed_origins: Option<Vec<String>>,
     pub graphql: GraphqlLimits,
+    pub websocket: WebSocketLimits,
 }
 
 impl fmt::Debug for Config {
@@ -488,6 +502,7 @@ impl Config {
             admin_phones,
             access_token_ttl: r.seconds("ACCESS_TOKEN_TTL_SECONDS", 900)?,
             refresh_token_ttl: r.seconds("REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600)?,
+            session_max_lifetime: r.seconds("SESSION_MAX_LIFETIME_SECONDS", 90 * 24 * 3600)?,
             limits: Limits {
                 phone_codes_per_hour: r.parse("PHONE_CODES_PER_HOUR", 5)?,
                 phone_codes_per_day: r.parse("PHONE_CODES_PER_DAY", 10)?,
@@ -516,6 +531,17 @@ impl Config {
                 request_timeout: match r.parse("REQUEST_TIMEOUT_MS", 10_000)? {
                     0 => Duration::MAX,
                     ms => Duration::from_millis(ms),
+                },
+            },
+            websocket: WebSocketLimits {
+                init_timeout: r.seconds("WS_INIT_TIMEOUT_SECONDS", 10)?,
+                max_operations: match r.parse("WS_MAX_OPERATIONS", 10)? {
+                    0 => usize::MAX,
+                    n => n,
+                },
+                max_connections_per_client: match r.parse("WS_MAX_CONNECTIONS_PER_IP", 20)? {
+                    0 => usize::MAX,
+                    n => n,
                 },
             },
         };

@@ -8,7 +8,8 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::Notify;
 
 use crate::{
-    clock::Clock, config::Config, events::InviteEvents, services::keys::Keys, sms::SmsSender,
+    clock::Clock, config::Config, events::InviteEvents, revocations::Revocations,
+    services::keys::Keys, sms::SmsSender,
 };
 
 #[derive(Clone)]
@@ -19,6 +20,8 @@ pub struct AppState {
     pub sms: Arc<dyn SmsSender>,
     pub keys: Arc<Keys>,
     pub invite_events: Arc<InviteEvents>,
+    /// Sign-ins revoked recently, on every instance (checked with every access token).
+    pub revocations: Arc<Revocations>,
     /// Rung after a code's transaction commits, so this instance's outbox worker sends at once
     /// instead of at its next poll.
     pub outbox_wake: Arc<Notify>,
@@ -35,6 +38,12 @@ impl AppState {
         // The recorder must exist before the first metric is recorded.
         crate::metrics::handle();
         let invite_events = InviteEvents::start(&db);
+        // Remembered as long as an access token issued before the revocation could live.
+        let revocations = Revocations::start(
+            &db,
+            clock.clone(),
+            config.access_token_ttl + std::time::Duration::from_secs(60),
+        );
         Self {
             config: Arc::new(config),
             db,
@@ -42,6 +51,7 @@ impl AppState {
             sms,
             keys,
             invite_events,
+            revocations,
             outbox_wake: Arc::new(Notify::new()),
         }
     }

@@ -1,7 +1,7 @@
 //! The schema as the transports run it. Every request — POST, GET, and each operation sent over
 //! a WebSocket — goes through [`GraphqlExecutor`], which parses the document once (async-graphql
 //! keeps the parsed document in the request and does not parse it again), refuses a repeated
-//! `requestCode`/`verifyCode`, gives the operation its own DataLoaders (a cache never outlives
+//! mutation field (`sensitive_fields`), gives the operation its own DataLoaders (a cache never outlives
 //! one operation, even on a long-lived socket), and records the operation's metrics.
 //!
 //! Doing this here rather than in async-graphql extensions matters for speed: once a schema has

@@ -1,8 +1,8 @@
-use async_graphql::{Context, Object};
+use async_graphql::{Context, ID, Object};
 
 use super::{
     types::{AuthPayload, RequestCodePayload, User},
-    viewer::{ClientIp, Viewer},
+    viewer::{ClientIp, UserAgent, Viewer},
 };
 use crate::{
     domain::{invite_code::InviteCode, otp_code::OtpCode, phone::Phone},
@@ -38,7 +38,10 @@ impl MutationRoot {
         let phone = Phone::parse(&phone, state.config.default_region)?;
         let code = OtpCode::parse(&code, state.config.otp_length)?;
         let ip = ctx.data_unchecked::<ClientIp>().0;
-        Ok(otp::verify_code(state, phone, code, ip).await?.into())
+        let user_agent = ctx.data_opt::<UserAgent>().and_then(|ua| ua.0.as_deref());
+        Ok(otp::verify_code(state, phone, code, ip, user_agent)
+            .await?
+            .into())
     }
 
     /// Trade a refresh token for a new pair; the old refresh token stops working (rotation).
@@ -89,5 +92,12 @@ impl MutationRoot {
     async fn logout_all(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
         let user_id = ctx.data_unchecked::<Viewer>().user_id()?;
         Ok(tokens::logout_all(ctx.data_unchecked::<AppState>(), user_id).await?)
+    }
+
+    /// Revoke one of the caller's sign-ins. False when it was not live or not theirs.
+    async fn revoke_session(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
+        let user_id = ctx.data_unchecked::<Viewer>().user_id()?;
+        let state = ctx.data_unchecked::<AppState>();
+        Ok(tokens::revoke_session(state, user_id, &id).await?)
     }
 }

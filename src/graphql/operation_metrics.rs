@@ -18,12 +18,14 @@ use crate::error::AppError;
 pub const ROOT_FIELDS: &[&str] = &[
     "me",
     "users",
+    "sessions",
     "requestCode",
     "verifyCode",
     "refreshToken",
     "logout",
     "logoutAll",
     "activateInvite",
+    "revokeSession",
     "invitedUserJoined",
 ];
 

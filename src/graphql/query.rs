@@ -2,10 +2,15 @@ use async_graphql::{Context, Object};
 
 use super::{
     prefetch,
-    types::{List, User, UserConnection, page_cost},
+    types::{List, Session, User, UserConnection, page_cost},
     viewer::Viewer,
 };
-use crate::{domain::cursor, error::AppError, services::users, state::AppState};
+use crate::{
+    domain::cursor,
+    error::AppError,
+    services::{sessions, users},
+    state::AppState,
+};
 
 pub struct QueryRoot;
 
@@ -47,5 +52,17 @@ impl QueryRoot {
         let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
         prefetch::invitees_of_page(ctx, &ids, None).await?;
         Ok(UserConnection::new(rows, has_next_page, List::AllUsers))
+    }
+
+    /// The caller's live sign-ins, newest first.
+    async fn sessions(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Session>> {
+        let access = ctx.data_unchecked::<Viewer>().access()?;
+        let state = ctx.data_unchecked::<AppState>();
+        let current = access.session_id.to_string();
+        Ok(sessions::list_live(state, access.user_id)
+            .await?
+            .into_iter()
+            .map(|info| Session::new(info, &current))
+            .collect())
     }
 }

@@ -3,19 +3,27 @@
 
 use std::net::IpAddr;
 
-use crate::{error::AppError, services::tokens, state::AppState};
+use crate::{
+    error::AppError,
+    services::tokens::{self, AccessToken},
+    state::AppState,
+};
 
 /// The client's address, as the HTTP layer determined it (rate limits per IP).
 #[derive(Clone, Copy, Debug)]
 pub struct ClientIp(pub IpAddr);
 
+/// The request's `User-Agent`, kept with a sign-in that verifyCode starts.
+#[derive(Clone, Debug, Default)]
+pub struct UserAgent(pub Option<String>);
+
 #[derive(Clone, Copy, Debug)]
 pub enum Viewer {
     /// No token was sent.
     Anonymous,
-    /// A valid access token for this user id.
-    User(i64),
-    /// A token was sent but it is malformed, forged or expired.
+    /// A valid access token (its user, sign-in and expiry).
+    User(AccessToken),
+    /// A token was sent but it is malformed, forged, expired or revoked.
     Invalid,
 }
 
@@ -31,7 +39,7 @@ impl Viewer {
             .map(str::trim);
         match token {
             Some(token) if !token.is_empty() => match tokens::decode_access_token(state, token) {
-                Ok(user_id) => Self::User(user_id),
+                Ok(access) => Self::User(access),
                 Err(_) => Self::Invalid,
             },
             _ => Self::Invalid,
@@ -39,8 +47,13 @@ impl Viewer {
     }
 
     pub fn user_id(&self) -> Result<i64, AppError> {
+        self.access().map(|access| access.user_id)
+    }
+
+    /// The caller's access token, or UNAUTHENTICATED.
+    pub fn access(&self) -> Result<AccessToken, AppError> {
         match self {
-            Self::User(id) => Ok(*id),
+            Self::User(access) => Ok(*access),
             Self::Anonymous => Err(AppError::Unauthenticated(
                 "Sign in first: send Authorization: Bearer <accessToken>.",
             )),

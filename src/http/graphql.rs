@@ -1,28 +1,26 @@
-//! `/graphql` over HTTP: POST (JSON, single or batched), GET (queries only), WebSocket
-//! subscriptions (graphql-transport-ws), and GraphiQL for browsers.
+//! `/graphql` over HTTP: POST (JSON, single or batched), GET (queries only), and GraphiQL for
+//! browsers. A WebSocket upgrade goes to `websocket` (subscriptions only).
 
 use std::net::{IpAddr, SocketAddr};
 
 use async_graphql::{
-    BatchRequest, BatchResponse, Data, Executor, Request, ServerError,
-    http::ALL_WEBSOCKET_PROTOCOLS, parser::types::OperationType,
+    BatchRequest, BatchResponse, Executor, Request, ServerError, parser::types::OperationType,
 };
-use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::{
     body::{Body, Bytes},
-    extract::{ConnectInfo, FromRequestParts, Query, State, WebSocketUpgrade},
+    extract::{ConnectInfo, Query, State},
     http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
 use http_body_util::BodyExt;
 use serde_json::{Map, Value as Json};
 
-use super::{HttpState, RequestId, graphiql};
+use super::{HttpState, RequestId, graphiql, websocket};
 use crate::{
     error::{AppError, code},
     graphql::{
         selected_operation,
-        viewer::{ClientIp, Viewer},
+        viewer::{ClientIp, UserAgent, Viewer},
     },
 };
 
@@ -30,7 +28,7 @@ const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 
 /// The client's address: the socket's peer, or the last `X-Forwarded-For` hop (the address
 /// the trusted proxy itself saw) when `TRUST_PROXY_HEADERS` is on.
-fn client_ip(state: &HttpState, parts: &Parts) -> ClientIp {
+pub(super) fn client_ip(state: &HttpState, parts: &Parts) -> ClientIp {
     if state.app.config.trust_proxy_headers {
         // Only the very last hop: everything before it came from the client and can be forged.
         // A last hop that is not an address means the header is not what the proxy wrote.
@@ -59,13 +57,13 @@ fn client_ip(state: &HttpState, parts: &Parts) -> ClientIp {
 /// otherwise — for `*/*`, for no header at all, and for types we cannot produce (the spec lets a
 /// server answer those with 406, but plenty of legacy clients send odd headers and read JSON).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum MediaType {
+pub(super) enum MediaType {
     Json,
     GraphqlResponseJson,
 }
 
 impl MediaType {
-    fn negotiate(headers: &HeaderMap) -> Self {
+    pub(super) fn negotiate(headers: &HeaderMap) -> Self {
         let mut best: Option<(MediaType, f32)> = None;
         let ranges = headers
             .get_all(header::ACCEPT)
@@ -118,7 +116,7 @@ fn json_response(status: StatusCode, media: MediaType, body: &impl serde::Serial
 
 /// A GraphQL error response for failures before execution (bad transport, unparsable body):
 /// no `data` entry, as the spec asks of a request that was never executed.
-fn request_error(
+pub(super) fn request_error(
     status: StatusCode,
     media: MediaType,
     message: &str,
@@ -254,10 +252,15 @@ fn with_request_data(
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     request
         .data(Viewer::from_authorization(&state.app, authorization))
         .data(ip)
         .data(request_id.clone())
+        .data(UserAgent(user_agent))
 }
 
 /// The id the request-id middleware gave this request.
@@ -339,27 +342,15 @@ pub async fn post(State(state): State<HttpState>, req: axum::extract::Request) -
 }
 
 pub async fn get(State(state): State<HttpState>, req: axum::extract::Request) -> Response {
-    let (mut parts, _body) = req.into_parts();
+    let (parts, _body) = req.into_parts();
     let request_id = request_id_of(&parts);
     let rid = request_id.0.as_str();
     let media = MediaType::negotiate(&parts.headers);
 
     // A WebSocket upgrade is a subscription connection.
     if parts.headers.get(header::UPGRADE).is_some() {
-        let protocol = GraphQLProtocol::from_request_parts(&mut parts, &state).await;
-        let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &state).await;
-        return match (protocol, upgrade) {
-            (Ok(protocol), Ok(upgrade)) => {
-                let ip = client_ip(&state, &parts);
-                subscribe(state, protocol, upgrade, ip, request_id)
-            }
-            _ => request_error(
-                StatusCode::BAD_REQUEST,
-                media,
-                "Not a GraphQL WebSocket handshake.",
-                rid,
-            ),
-        };
+        let ip = client_ip(&state, &parts);
+        return websocket::upgrade(state, parts, ip, request_id).await;
     }
 
     let accepts_html = parts
@@ -415,36 +406,6 @@ fn operation_type(request: &mut Request) -> Option<OperationType> {
     } else {
         Some(OperationType::Query)
     }
-}
-
-/// A WebSocket connection. Its data (viewer, address, request id) holds for every operation on
-/// it; each operation still gets its own loaders (`GraphqlExecutor`).
-fn subscribe(
-    state: HttpState,
-    protocol: GraphQLProtocol,
-    upgrade: WebSocketUpgrade,
-    ip: ClientIp,
-    request_id: RequestId,
-) -> Response {
-    upgrade
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| {
-            let app = state.app.clone();
-            GraphQLWebSocket::new(socket, state.executor.clone(), protocol)
-                .on_connection_init(move |payload| async move {
-                    let authorization = payload
-                        .get("Authorization")
-                        .or_else(|| payload.get("authorization"))
-                        .and_then(|v| v.as_str());
-                    let mut data = Data::default();
-                    data.insert(Viewer::from_authorization(&app, authorization));
-                    data.insert(ip);
-                    data.insert(request_id);
-                    Ok(data)
-                })
-                .serve()
-        })
-        .into_response()
 }
 
 /// True when the request never reached execution: parsing, validation, variable coercion or a
@@ -533,7 +494,7 @@ fn batch_iter_mut(response: &mut BatchResponse) -> Vec<&mut async_graphql::Respo
     }
 }
 
-fn annotate(error: &mut ServerError, request_id: &str) {
+pub(super) fn annotate(error: &mut ServerError, request_id: &str) {
     let app_error = error.source::<AppError>();
     let is_internal = matches!(app_error, Some(AppError::Internal(_)));
     if let Some(AppError::Internal(cause)) = app_error {

@@ -7,6 +7,7 @@ mod graphql;
 mod health;
 mod metrics;
 mod request_id;
+mod websocket;
 
 use std::sync::Arc;
 
@@ -23,12 +24,18 @@ pub type HttpState = Arc<Shared>;
 pub struct Shared {
     pub app: AppState,
     pub executor: GraphqlExecutor,
+    /// Open WebSockets per client, for `WS_MAX_CONNECTIONS_PER_IP`.
+    pub sockets: websocket::SocketCounts,
 }
 
 pub fn router(app: AppState) -> Router {
     let executor = GraphqlExecutor::new(crate::graphql::build_schema(&app), app.db.clone());
     let cors = cors::layer(&app.config);
-    let state: HttpState = Arc::new(Shared { app, executor });
+    let state: HttpState = Arc::new(Shared {
+        app,
+        executor,
+        sockets: Default::default(),
+    });
     let router = Router::new()
         .route("/", get(graphiql::page))
         .route("/graphiql/{hash}/{file}", get(graphiql::asset))

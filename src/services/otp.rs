@@ -186,6 +186,7 @@ pub async fn verify_code(
     phone: Phone,
     code: OtpCode,
     ip: IpAddr,
+    user_agent: Option<&str>,
 ) -> AppResult<SignIn> {
     let config = &state.config;
     let now = state.clock.now();
@@ -246,7 +247,7 @@ pub async fn verify_code(
         return Err(AppError::InvalidCode { attempts_left });
     }
     let (user, is_new_user) = users::find_or_create(&txn, &phone, now).await?;
-    let tokens = tokens::issue_pair(&txn, state, user.id, None, now).await?;
+    let tokens = tokens::sign_in(&txn, state, user.id, user_agent, now).await?;
     txn.commit().await?;
     tracing::info!(user_id = user.id, is_new_user, "signed in");
     Ok(SignIn {

@@ -1,6 +1,8 @@
 //! Access tokens (short-lived HS256 JWTs, checked without touching the database) and refresh
 //! tokens (opaque, random, stored only as keyed hashes, rotated on every use; a rotated token
-//! that comes back revokes its whole family — RFC 9700 §4.14.2).
+//! that comes back revokes its whole family — RFC 9700 §4.14.2). A family is a sign-in, a row
+//! of `sessions` (`services::sessions`): refresh serializes with revocation on that row, and
+//! an access token is refused as soon as its sign-in is revoked (`revocations`, in memory).
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
@@ -14,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     db::{self, entities::refresh_tokens},
     error::{AppError, AppResult},
+    services::sessions::{self, Grant, Revoke},
     state::AppState,
 };
 
@@ -47,39 +50,64 @@ pub struct TokenPair {
     pub expires_in: i64,
 }
 
+/// A checked access token: who, which sign-in, until when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccessToken {
+    pub user_id: i64,
+    pub session_id: uuid::Uuid,
+    /// `exp`, in seconds since the epoch.
+    pub expires_at: i64,
+}
+
+impl AccessToken {
+    /// Still good now: not expired (with the usual leeway) and its sign-in not revoked (or
+    /// this instance cannot tell). Memory only; a socket asks this again every few hundred ms.
+    pub fn is_live(&self, state: &AppState) -> bool {
+        self.expires_at + LEEWAY_SECS > state.clock.now().timestamp()
+            && !state.revocations.is_revoked(&self.session_id)
+    }
+}
+
 fn unauthenticated() -> AppError {
     AppError::Unauthenticated("The token is missing, malformed, expired or revoked.")
 }
 
+/// An access token for `user_id` in sign-in `grant`: it lives `ACCESS_TOKEN_TTL_SECONDS`, or
+/// less when the sign-in ends sooner. Returns the token and its lifetime in seconds.
 pub fn encode_access_token(
     state: &AppState,
     user_id: i64,
-    family_id: &str,
+    grant: &Grant,
     now: DateTime<Utc>,
-) -> AppResult<String> {
+) -> AppResult<(String, i64)> {
+    let exp = (now.timestamp() + state.config.access_token_ttl.as_secs() as i64)
+        .min(grant.expires_at.timestamp());
     let claims = Claims {
         sub: user_id.to_string(),
         iat: now.timestamp(),
-        exp: now.timestamp() + state.config.access_token_ttl.as_secs() as i64,
+        exp,
         jti: uuid::Uuid::new_v4().to_string(),
         iss: ISSUER.to_owned(),
         aud: AUDIENCE.to_owned(),
-        sid: family_id.to_owned(),
+        sid: grant.id.clone(),
     };
     let header = Header {
         typ: Some(ACCESS_TOKEN_TYP.to_owned()),
         ..Header::new(Algorithm::HS256)
     };
-    jsonwebtoken::encode(&header, &claims, &state.keys.jwt_encoding).map_err(AppError::internal)
+    let token = jsonwebtoken::encode(&header, &claims, &state.keys.jwt_encoding)
+        .map_err(AppError::internal)?;
+    Ok((token, (exp - now.timestamp()).max(0)))
 }
 
-/// Checks an access token and returns the user id it names. The algorithm list is fixed to
-/// HS256, so `alg: none` and algorithm substitution fail; `exp` is checked against the
-/// service clock (the library's check would use the system clock, which tests cannot move).
-pub fn decode_access_token(state: &AppState, token: &str) -> AppResult<i64> {
+/// Checks an access token and returns what it names. The algorithm list is fixed to HS256, so
+/// `alg: none` and algorithm substitution fail; `exp` is checked against the service clock
+/// (the library's check would use the system clock, which tests cannot move); a token whose
+/// sign-in was revoked is refused (a memory lookup, no database).
+pub fn decode_access_token(state: &AppState, token: &str) -> AppResult<AccessToken> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.validate_exp = false;
-    validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+    validation.set_required_spec_claims(&["exp", "sub", "iss", "aud", "sid"]);
     validation.set_issuer(&[ISSUER]);
     validation.set_audience(&[AUDIENCE]);
     let data = jsonwebtoken::decode::<Claims>(token, &state.keys.jwt_decoding, &validation)
@@ -87,10 +115,15 @@ pub fn decode_access_token(state: &AppState, token: &str) -> AppResult<i64> {
     if data.header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) {
         return Err(unauthenticated());
     }
-    if data.claims.exp + LEEWAY_SECS <= state.clock.now().timestamp() {
+    let access = AccessToken {
+        user_id: data.claims.sub.parse().map_err(|_| unauthenticated())?,
+        session_id: uuid::Uuid::parse_str(&data.claims.sid).map_err(|_| unauthenticated())?,
+        expires_at: data.claims.exp,
+    };
+    if !access.is_live(state) {
         return Err(unauthenticated());
     }
-    data.claims.sub.parse().map_err(|_| unauthenticated())
+    Ok(access)
 }
 
 fn new_refresh_token() -> String {
@@ -99,35 +132,48 @@ fn new_refresh_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Issues an access token and a refresh token for `user_id`, in `family_id` (a new sign-in
-/// when `None`). The refresh token row is written through `conn`, so callers put it in the
-/// transaction that signed the user in.
-pub async fn issue_pair(
+/// Starts a sign-in for `user_id` and issues its first pair, in the verifyCode transaction
+/// `conn`.
+pub async fn sign_in(
     conn: &impl ConnectionTrait,
     state: &AppState,
     user_id: i64,
-    family_id: Option<String>,
+    user_agent: Option<&str>,
     now: DateTime<Utc>,
 ) -> AppResult<TokenPair> {
-    let family_id = family_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let grant = sessions::create(conn, state, user_id, user_agent, now).await?;
+    issue_pair(conn, state, user_id, &grant, now).await
+}
+
+/// Issues an access token and a refresh token for `user_id` in sign-in `grant`. The refresh
+/// token row is written through `conn`, so callers put it in the transaction that signed the
+/// user in or refreshed.
+async fn issue_pair(
+    conn: &impl ConnectionTrait,
+    state: &AppState,
+    user_id: i64,
+    grant: &Grant,
+    now: DateTime<Utc>,
+) -> AppResult<TokenPair> {
     let refresh_token = new_refresh_token();
     // Nothing of the row is needed back: no RETURNING (SQLite would read the row again).
     let row = refresh_tokens::ActiveModel {
         user_id: Set(user_id),
-        family_id: Set(family_id.clone()),
+        family_id: Set(grant.id.clone()),
         token_hash: Set(state.keys.refresh_hash(&refresh_token)),
         created_at: Set(now),
-        expires_at: Set(now + state.config.refresh_token_ttl),
+        expires_at: Set((now + state.config.refresh_token_ttl).min(grant.expires_at)),
         revoked_at: Set(None),
         ..Default::default()
     };
     refresh_tokens::Entity::insert(row)
         .exec_without_returning(conn)
         .await?;
+    let (access_token, expires_in) = encode_access_token(state, user_id, grant, now)?;
     Ok(TokenPair {
-        access_token: encode_access_token(state, user_id, &family_id, now)?,
+        access_token,
         refresh_token,
-        expires_in: state.config.access_token_ttl.as_secs() as i64,
+        expires_in,
     })
 }
 
@@ -144,7 +190,13 @@ pub async fn refresh_token(state: &AppState, raw: &str) -> AppResult<(i64, Token
     let claimed = revoke_if_active(&txn, &hash, now).await?;
     match claimed {
         Some((user_id, family_id)) => {
-            let pair = issue_pair(&txn, state, user_id, Some(family_id), now).await?;
+            // The sign-in's row, held until commit: a revocation running now either finished
+            // first (then this refresh is refused) or waits and then revokes what it mints.
+            let Some(grant) = sessions::touch_live(&txn, &family_id, now).await? else {
+                txn.rollback().await?;
+                return Err(unauthenticated());
+            };
+            let pair = issue_pair(&txn, state, user_id, &grant, now).await?;
             txn.commit().await?;
             Ok((user_id, pair))
         }
@@ -180,53 +232,96 @@ async fn revoke_if_active(
 /// A token that exists but was already rotated (or revoked) came back: whoever holds it may
 /// be an attacker, so the whole sign-in ends.
 async fn revoke_family_on_reuse(state: &AppState, hash: &str, now: DateTime<Utc>) -> AppResult<()> {
-    let stmt = db::raw(
-        state.db.get_database_backend(),
-        "UPDATE refresh_tokens SET revoked_at = ? \
-         WHERE revoked_at IS NULL AND family_id IN \
-           (SELECT family_id FROM refresh_tokens WHERE token_hash = ? AND revoked_at IS NOT NULL)",
-        vec![now.into(), hash.into()],
-    );
-    let revoked = state.db.execute(stmt).await?.rows_affected();
+    let Some(family_id) = family_of(state, hash, Token::Rotated, now).await? else {
+        return Ok(());
+    };
+    let txn = state.db.begin().await?;
+    let revoked = sessions::revoke(&txn, state, Revoke::Family(&family_id)).await?;
+    txn.commit().await?;
     if revoked > 0 {
-        tracing::warn!(
-            revoked,
-            "a rotated refresh token was presented again; its sign-in was revoked"
-        );
+        tracing::warn!("a rotated refresh token was presented again; its sign-in was revoked");
     }
     Ok(())
 }
 
-/// Revokes the sign-in a refresh token belongs to. True when the token was valid.
+/// Which refresh tokens [`family_of`] looks for.
+enum Token {
+    /// Not rotated, not expired (logout).
+    Active,
+    /// Already rotated or revoked, expired or not (reuse detection).
+    Rotated,
+}
+
+/// The sign-in of the refresh token with keyed hash `hash`, if the token is `which`.
+async fn family_of(
+    state: &AppState,
+    hash: &str,
+    which: Token,
+    now: DateTime<Utc>,
+) -> AppResult<Option<String>> {
+    let (condition, mut values) = match which {
+        Token::Active => (
+            "revoked_at IS NULL AND expires_at > ?",
+            vec![sea_orm::Value::from(now)],
+        ),
+        Token::Rotated => ("revoked_at IS NOT NULL", Vec::new()),
+    };
+    values.insert(0, hash.into());
+    let row = state
+        .db
+        .query_one(db::raw(
+            state.db.get_database_backend(),
+            &format!("SELECT family_id FROM refresh_tokens WHERE token_hash = ? AND {condition}"),
+            values,
+        ))
+        .await?;
+    Ok(match row {
+        Some(row) => Some(row.try_get("", "family_id")?),
+        None => None,
+    })
+}
+
+/// Revokes the sign-in a refresh token belongs to. True when the token was valid (its sign-in
+/// live until now).
 pub async fn logout(state: &AppState, raw: &str) -> AppResult<bool> {
     if raw.is_empty() || raw.len() > MAX_REFRESH_TOKEN_LEN {
         return Ok(false);
     }
     let now = state.clock.now();
-    let stmt = db::raw(
-        state.db.get_database_backend(),
-        "UPDATE refresh_tokens SET revoked_at = ? \
-         WHERE revoked_at IS NULL AND family_id IN \
-           (SELECT family_id FROM refresh_tokens \
-            WHERE token_hash = ? AND revoked_at IS NULL AND expires_at > ?)",
-        vec![now.into(), state.keys.refresh_hash(raw).into(), now.into()],
-    );
-    Ok(state.db.execute(stmt).await?.rows_affected() > 0)
+    let hash = state.keys.refresh_hash(raw);
+    let Some(family_id) = family_of(state, &hash, Token::Active, now).await? else {
+        return Ok(false);
+    };
+    let txn = state.db.begin().await?;
+    let revoked = sessions::revoke(&txn, state, Revoke::Family(&family_id)).await?;
+    txn.commit().await?;
+    Ok(revoked > 0)
 }
 
-/// Revokes every sign-in of `user_id`; returns how many sign-ins (families) were still live.
+/// Revokes every sign-in of `user_id`; returns how many were still live.
 pub async fn logout_all(state: &AppState, user_id: i64) -> AppResult<i32> {
-    let now = state.clock.now();
-    let stmt = db::raw(
-        state.db.get_database_backend(),
-        "UPDATE refresh_tokens SET revoked_at = ? \
-         WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? RETURNING family_id",
-        vec![now.into(), user_id.into(), now.into()],
-    );
-    let rows = state.db.query_all(stmt).await?;
-    let mut families = std::collections::HashSet::new();
-    for row in rows {
-        families.insert(row.try_get::<String>("", "family_id")?);
+    let txn = state.db.begin().await?;
+    let revoked = sessions::revoke(&txn, state, Revoke::AllOf(user_id)).await?;
+    txn.commit().await?;
+    Ok(i32::try_from(revoked).unwrap_or(i32::MAX))
+}
+
+/// Revokes one of `user_id`'s sign-ins (revokeSession). False when it was not live or not
+/// theirs.
+pub async fn revoke_session(state: &AppState, user_id: i64, session_id: &str) -> AppResult<bool> {
+    if uuid::Uuid::parse_str(session_id).is_err() {
+        return Ok(false);
     }
-    Ok(families.len() as i32)
+    let txn = state.db.begin().await?;
+    let revoked = sessions::revoke(
+        &txn,
+        state,
+        Revoke::OneOf {
+            user_id,
+            id: session_id,
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(revoked > 0)
 }

@@ -180,6 +180,14 @@ impl TestApp {
             Arc::new(sms.clone())
         };
         let state = AppState::new(config, conn, Arc::new(clock.clone()), sender);
+        // Until the revoked sign-ins are loaded every access token is refused (fail closed).
+        assert!(
+            state
+                .revocations
+                .wait_live(std::time::Duration::from_secs(10))
+                .await,
+            "the revocation feed went live"
+        );
         let router = phone_auth::app::build_router(state.clone())
             .layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
         let worker_state = AppState {

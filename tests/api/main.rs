@@ -11,6 +11,8 @@ mod limits;
 mod outbox;
 mod parsers;
 mod schema_file;
+mod sessions;
+mod sockets;
 mod startup;
 mod statements;
 mod subscriptions;

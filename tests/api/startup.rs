@@ -411,3 +411,38 @@ async fn the_binary_keeps_postgres_notices_out_of_the_log() {
         );
     }
 }
+
+#[test]
+fn socket_and_session_settings_have_contract_defaults_and_are_validated() {
+    let c = config(&[]).expect("defaults are valid");
+    assert_eq!(c.websocket.init_timeout.as_secs(), 10);
+    assert_eq!(c.websocket.max_operations, 10);
+    assert_eq!(c.websocket.max_connections_per_client, 20);
+    assert_eq!(c.session_max_lifetime.as_secs(), 7_776_000);
+
+    let c = config(&[
+        ("WS_INIT_TIMEOUT_SECONDS", "3"),
+        ("WS_MAX_OPERATIONS", "0"),
+        ("WS_MAX_CONNECTIONS_PER_IP", "5"),
+        ("SESSION_MAX_LIFETIME_SECONDS", "86400"),
+    ])
+    .expect("valid");
+    assert_eq!(c.websocket.init_timeout.as_secs(), 3);
+    assert_eq!(
+        c.websocket.max_operations,
+        usize::MAX,
+        "0 turns the cap off"
+    );
+    assert_eq!(c.websocket.max_connections_per_client, 5);
+    assert_eq!(c.session_max_lifetime.as_secs(), 86_400);
+
+    for (name, value) in [
+        ("WS_INIT_TIMEOUT_SECONDS", "0"),
+        ("WS_MAX_OPERATIONS", "-1"),
+        ("WS_MAX_CONNECTIONS_PER_IP", "many"),
+        ("SESSION_MAX_LIFETIME_SECONDS", "0"),
+    ] {
+        let err = config(&[(name, value)]).expect_err(name);
+        assert!(err.contains(name), "{err}");
+    }
+}

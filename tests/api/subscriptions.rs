@@ -12,10 +12,10 @@ use tokio_tungstenite::{
 
 use crate::helpers::{Session, TestApp, assert_ok, phone};
 
-pub(crate) type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+pub type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Serves the app's router on 127.0.0.1:0 for a real WebSocket client.
-pub(crate) async fn serve(app: &TestApp) -> SocketAddr {
+pub async fn serve(app: &TestApp) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -31,7 +31,7 @@ pub(crate) async fn serve(app: &TestApp) -> SocketAddr {
     addr
 }
 
-async fn next_json(socket: &mut Socket) -> Value {
+pub async fn next_json(socket: &mut Socket) -> Value {
     loop {
         let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
             .await
@@ -47,7 +47,7 @@ async fn next_json(socket: &mut Socket) -> Value {
 }
 
 /// A graphql-transport-ws connection, acknowledged.
-pub(crate) async fn connect(addr: SocketAddr, token: Option<&str>) -> Socket {
+pub async fn connect(addr: SocketAddr, token: Option<&str>) -> Socket {
     let mut request = format!("ws://{addr}/graphql")
         .into_client_request()
         .expect("request");
@@ -70,8 +70,9 @@ pub(crate) async fn connect(addr: SocketAddr, token: Option<&str>) -> Socket {
     socket
 }
 
-/// Starts operation `id` (any operation type: the protocol carries queries and mutations too).
-pub(crate) async fn start(socket: &mut Socket, id: &str, query: &str) {
+/// Starts operation `id` (any operation type: the protocol carries queries and mutations too;
+/// the server refuses all but subscriptions).
+pub async fn start(socket: &mut Socket, id: &str, query: &str) {
     socket
         .send(Message::text(
             json!({ "id": id, "type": "subscribe", "payload": { "query": query } }).to_string(),
@@ -81,7 +82,7 @@ pub(crate) async fn start(socket: &mut Socket, id: &str, query: &str) {
 }
 
 /// The next message of operation `id` (others' `complete` messages may come between).
-async fn next_for(socket: &mut Socket, id: &str) -> Value {
+pub async fn next_for(socket: &mut Socket, id: &str) -> Value {
     loop {
         let message = next_json(socket).await;
         if message["id"] == id {
@@ -90,7 +91,7 @@ async fn next_for(socket: &mut Socket, id: &str) -> Value {
     }
 }
 
-async fn subscribe(addr: SocketAddr, token: Option<&str>) -> Socket {
+pub async fn subscribe(addr: SocketAddr, token: Option<&str>) -> Socket {
     let mut socket = connect(addr, token).await;
     start(
         &mut socket,
@@ -101,7 +102,7 @@ async fn subscribe(addr: SocketAddr, token: Option<&str>) -> Socket {
     socket
 }
 
-pub(crate) async fn wait_until_subscribed() {
+pub async fn wait_until_subscribed() {
     // The server registers the subscription asynchronously after the subscribe message.
     tokio::time::sleep(Duration::from_millis(200)).await;
 }
@@ -169,69 +170,5 @@ async fn activations_on_one_instance_reach_subscribers_on_another() {
         event["payload"]["data"]["invitedUserJoined"]["phone"],
         phone(2),
         "{event}"
-    );
-}
-
-/// The once-per-operation rule for `requestCode` holds for mutations sent over the socket too.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn aliased_request_codes_over_the_socket_send_nothing() {
-    let app = TestApp::spawn().await;
-    let addr = serve(&app).await;
-    let mut socket = connect(addr, None).await;
-    let query = format!(
-        r#"mutation {{ a: requestCode(phone: "{p}") {{ phone }} b: requestCode(phone: "{p}") {{ phone }} }}"#,
-        p = phone(1)
-    );
-    start(&mut socket, "1", &query).await;
-    let message = next_json(&mut socket).await;
-    assert_eq!(message["id"], "1");
-    let errors = match message["type"].as_str() {
-        Some("next") => &message["payload"]["errors"],
-        Some("error") => &message["payload"],
-        other => panic!("unexpected message {other:?}: {message}"),
-    };
-    assert_eq!(
-        errors[0]["extensions"]["code"], "BAD_USER_INPUT",
-        "{message}"
-    );
-    // One at a time over the same socket still works, and only that one is sent.
-    let single = format!(
-        r#"mutation {{ requestCode(phone: "{}") {{ phone }} }}"#,
-        phone(2)
-    );
-    start(&mut socket, "2", &single).await;
-    let message = next_for(&mut socket, "2").await;
-    assert_eq!(
-        message["payload"]["data"]["requestCode"]["phone"],
-        phone(2),
-        "{message}"
-    );
-    app.settle().await;
-    assert!(app.sms.last_to(&phone(1)).is_none());
-    assert!(app.sms.last_to(&phone(2)).is_some());
-}
-
-/// Each operation on a socket reads fresh data: loaders (and their caches) are per operation,
-/// not per connection.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queries_over_one_socket_never_see_a_stale_cache() {
-    let app = TestApp::spawn().await;
-    let addr = serve(&app).await;
-    let inviter = app.sign_in(&phone(1)).await;
-    let mut socket = connect(addr, Some(&inviter.access_token)).await;
-    let query = "{ me { invitedUsers(first: 5) { totalCount } } }";
-    start(&mut socket, "1", query).await;
-    let first = next_for(&mut socket, "1").await;
-    assert_eq!(
-        first["payload"]["data"]["me"]["invitedUsers"]["totalCount"], 0,
-        "{first}"
-    );
-    let invitee = app.sign_in(&phone(2)).await;
-    assert_ok(&app.activate(&invitee, &inviter.invite_code).await);
-    start(&mut socket, "2", query).await;
-    let second = next_for(&mut socket, "2").await;
-    assert_eq!(
-        second["payload"]["data"]["me"]["invitedUsers"]["totalCount"], 1,
-        "{second}"
     );
 }

@@ -141,6 +141,7 @@ async fn health_and_readiness() {
     let r = app.get("/readyz", &[]).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["database"], "ok");
+    assert_eq!(r.body["revocations"], "ok");
 }
 
 #[tokio::test]

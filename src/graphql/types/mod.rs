@@ -3,10 +3,12 @@
 
 mod connection;
 mod payloads;
+mod session;
 mod user;
 
 pub use connection::{List, PageInfo, UserConnection, UserEdge};
 pub use payloads::{AuthPayload, RequestCodePayload};
+pub use session::Session;
 pub use user::User;
 
 /// Complexity of a paginated field: its rows' fields cost once per row it may return, so

@@ -1,0 +1,352 @@
+//! The WebSocket door (`/graphql`, graphql-transport-ws) holds like the HTTP one: subscriptions
+//! only, Origin checked, init timeout, frame size, caps, and a socket that ends with its
+//! credentials (expiry, revocation, on any instance).
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::{
+    connect_async,
+    tungstenite::{self, Message, client::IntoClientRequest, http::HeaderValue},
+};
+
+use crate::{
+    helpers::{TestApp, assert_code, assert_ok, phone},
+    subscriptions::{Socket, connect, next_for, serve, start, subscribe, wait_until_subscribed},
+};
+
+const JOINED: &str = "subscription { invitedUserJoined { id } }";
+
+/// A handshake with `headers`; the HTTP status when it is refused.
+async fn handshake(addr: SocketAddr, headers: &[(&str, &str)]) -> Result<Socket, u16> {
+    let mut request = format!("ws://{addr}/graphql")
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static("graphql-transport-ws"),
+    );
+    for (name, value) in headers {
+        request.headers_mut().insert(
+            tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+            HeaderValue::from_str(value).expect("value"),
+        );
+    }
+    match connect_async(request).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
+        Err(other) => panic!("handshake failed: {other}"),
+    }
+}
+
+/// Reads until the server closes; the close code (`None`: the connection just ended).
+async fn close_code(socket: &mut Socket, within: Duration) -> Option<u16> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let message = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .unwrap_or_else(|_| panic!("the socket stayed open for {within:?}"));
+        match message {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            None | Some(Err(_)) => return None,
+        }
+    }
+}
+
+/// The error of an `error` message for operation `id`.
+async fn refused_operation(socket: &mut Socket, id: &str) -> Value {
+    let message = next_for(socket, id).await;
+    assert_eq!(message["type"], "error", "{message}");
+    message["payload"][0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_and_mutations_over_the_socket_run_nothing() {
+    let app = TestApp::spawn().await;
+    let addr = serve(&app).await;
+    let session = app.sign_in(&phone(1)).await;
+    let mut socket = connect(addr, Some(&session.access_token)).await;
+
+    let mutation = format!(
+        r#"mutation {{ requestCode(phone: "{}") {{ phone }} }}"#,
+        phone(2)
+    );
+    start(&mut socket, "1", &mutation).await;
+    let error = refused_operation(&mut socket, "1").await;
+    assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{error}");
+    assert!(error["extensions"]["requestId"].is_string(), "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("send queries and mutations over HTTP")),
+        "{error}"
+    );
+    start(&mut socket, "2", "mutation { logoutAll }").await;
+    refused_operation(&mut socket, "2").await;
+    start(&mut socket, "3", "{ me { id } }").await;
+    refused_operation(&mut socket, "3").await;
+
+    app.settle().await;
+    assert!(app.sms.last_to(&phone(2)).is_none(), "a code was sent");
+    // logoutAll did not run: the sign-in still works.
+    assert_ok(
+        &app.gql_as(&session.access_token, "{ me { id } }", json!({}))
+            .await,
+    );
+    // The socket is still usable for a subscription.
+    start(&mut socket, "4", JOINED).await;
+    wait_until_subscribed().await;
+    let invitee = app.sign_in(&phone(3)).await;
+    assert_ok(&app.activate(&invitee, &session.invite_code).await);
+    let event = next_for(&mut socket, "4").await;
+    assert_eq!(event["type"], "next", "{event}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upgrade_checks_the_origin_like_cors() {
+    let app = TestApp::with_env(&[("CORS_ALLOWED_ORIGINS", "https://app.example")]).await;
+    let addr = serve(&app).await;
+    assert_eq!(
+        handshake(addr, &[("origin", "https://evil.example")])
+            .await
+            .err(),
+        Some(403)
+    );
+    assert_eq!(
+        handshake(addr, &[("origin", "null")]).await.err(),
+        Some(403)
+    );
+    assert!(
+        handshake(addr, &[("origin", "https://app.example")])
+            .await
+            .is_ok()
+    );
+    // No Origin: a mobile app or a server.
+    assert!(handshake(addr, &[]).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_socket_is_closed_with_4408() {
+    let app = TestApp::with_env(&[("WS_INIT_TIMEOUT_SECONDS", "1")]).await;
+    let addr = serve(&app).await;
+    let mut socket = handshake(addr, &[]).await.expect("handshake");
+    let started = Instant::now();
+    assert_eq!(
+        close_code(&mut socket, Duration::from_secs(5)).await,
+        Some(4408)
+    );
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2_mib_frame_closes_the_socket_and_the_server_stays_responsive() {
+    let app = TestApp::spawn().await;
+    let addr = serve(&app).await;
+    let mut socket = connect(addr, None).await;
+    let huge = format!(
+        r#"{{"id":"1","type":"subscribe","payload":{{"query":"{}"}}}}"#,
+        " ".repeat(2 * 1024 * 1024)
+    );
+    // The server may drop the connection while the frame is still being written.
+    let _ = socket.send(Message::text(huge)).await;
+    let code = close_code(&mut socket, Duration::from_secs(5)).await;
+    assert!(matches!(code, Some(1009) | None), "closed with {code:?}");
+
+    // Other sockets and HTTP are fine.
+    let mut other = connect(addr, None).await;
+    start(&mut other, "1", JOINED).await;
+    let message = next_for(&mut other, "1").await;
+    assert_eq!(
+        message["payload"]["errors"][0]["extensions"]["code"],
+        "UNAUTHENTICATED"
+    );
+    assert_eq!(app.get("/healthz", &[]).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_operations_per_socket_are_capped() {
+    let app = TestApp::with_env(&[("WS_MAX_OPERATIONS", "2")]).await;
+    let addr = serve(&app).await;
+    let session = app.sign_in(&phone(1)).await;
+    let mut socket = connect(addr, Some(&session.access_token)).await;
+    start(&mut socket, "1", JOINED).await;
+    start(&mut socket, "2", JOINED).await;
+    start(&mut socket, "3", JOINED).await;
+    let error = refused_operation(&mut socket, "3").await;
+    assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{error}");
+    // Completing one frees its place.
+    socket
+        .send(Message::text(
+            json!({ "id": "1", "type": "complete" }).to_string(),
+        ))
+        .await
+        .expect("complete");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    start(&mut socket, "4", JOINED).await;
+    wait_until_subscribed().await;
+    let invitee = app.sign_in(&phone(2)).await;
+    assert_ok(&app.activate(&invitee, &session.invite_code).await);
+    let event = next_for(&mut socket, "4").await;
+    assert_eq!(event["type"], "next", "{event}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_per_client_are_capped() {
+    let app = TestApp::with_env(&[("WS_MAX_CONNECTIONS_PER_IP", "2")]).await;
+    let addr = serve(&app).await;
+    let first = connect(addr, None).await;
+    let _second = connect(addr, None).await;
+    assert_eq!(handshake(addr, &[]).await.err(), Some(429));
+    drop(first);
+    // The place is freed when the server sees the socket end.
+    let mut freed = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if handshake(addr, &[]).await.is_ok() {
+            freed = true;
+            break;
+        }
+    }
+    assert!(freed, "a closed socket kept its place");
+}
+
+/// The socket's viewer lasts as long as its access token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_closes_the_subscription_with_4401() {
+    let app = TestApp::spawn().await;
+    let addr = serve(&app).await;
+    let session = app.sign_in(&phone(1)).await;
+    let mut socket = subscribe(addr, Some(&session.access_token)).await;
+    wait_until_subscribed().await;
+    // Still open while the token is good.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), socket.next())
+            .await
+            .is_err()
+    );
+    app.advance(900 + 10);
+    let started = Instant::now();
+    assert_eq!(
+        close_code(&mut socket, Duration::from_secs(1)).await,
+        Some(4401)
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_all_closes_the_subscription_with_4401() {
+    let app = TestApp::spawn().await;
+    let addr = serve(&app).await;
+    let session = app.sign_in(&phone(1)).await;
+    let mut socket = subscribe(addr, Some(&session.access_token)).await;
+    wait_until_subscribed().await;
+    assert_ok(
+        &app.gql_as(&session.access_token, "mutation { logoutAll }", json!({}))
+            .await,
+    );
+    assert_eq!(
+        close_code(&mut socket, Duration::from_secs(1)).await,
+        Some(4401)
+    );
+}
+
+/// A subscription on instance A ends when instance B revokes its sign-in; B's revocation also
+/// reaches A's HTTP door within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_on_one_instance_reaches_the_other_within_a_second() {
+    let url = match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => crate::helpers::fresh_database_url().await,
+        // One SQLite database is one process.
+        _ => return,
+    };
+    let a = TestApp::with_database(&url, &[]).await;
+    let b = TestApp::with_database(&url, &[]).await;
+    let addr_a = serve(&a).await;
+    let session = a.sign_in(&phone(1)).await;
+    let mut socket = subscribe(addr_a, Some(&session.access_token)).await;
+    wait_until_subscribed().await;
+    assert_ok(
+        &b.gql_as(&session.access_token, "{ me { id } }", json!({}))
+            .await,
+    );
+
+    // logoutAll on B: A's socket closes, A refuses the token.
+    assert_ok(
+        &b.gql_as(&session.access_token, "mutation { logoutAll }", json!({}))
+            .await,
+    );
+    let started = Instant::now();
+    assert_eq!(
+        close_code(&mut socket, Duration::from_secs(1)).await,
+        Some(4401)
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_code(
+        &a.gql_as(&session.access_token, "{ me { id } }", json!({}))
+            .await,
+        "UNAUTHENTICATED",
+    );
+
+    // A new sign-in, revoked by logout on A, is refused on B within a second.
+    let fresh = b.sign_in(&phone(2)).await;
+    assert_ok(
+        &b.gql_as(&fresh.access_token, "{ me { id } }", json!({}))
+            .await,
+    );
+    assert_ok(
+        &a.gql(
+            "mutation($t: String!) { logout(refreshToken: $t) }",
+            json!({ "t": fresh.refresh_token }),
+        )
+        .await,
+    );
+    let started = Instant::now();
+    loop {
+        let body = b
+            .gql_as(&fresh.access_token, "{ me { id } }", json!({}))
+            .await;
+        if body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "B still serves a revoked token"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The socket door over IPv6 too: same handshake, sockets counted per client address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_over_ipv6_are_served_and_counted_per_address() {
+    let app = TestApp::with_env(&[("WS_MAX_CONNECTIONS_PER_IP", "1")]).await;
+    let Ok(listener) = tokio::net::TcpListener::bind("[::1]:0").await else {
+        eprintln!("no IPv6 loopback here; skipped");
+        return;
+    };
+    let v6 = listener.local_addr().expect("addr");
+    let router = app.router.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await;
+    });
+    let v4 = serve(&app).await;
+    let _one = connect(v6, None).await;
+    assert_eq!(handshake(v6, &[]).await.err(), Some(429));
+    // Another address (127.0.0.1) has its own count.
+    let mut socket = connect(v4, None).await;
+    start(&mut socket, "1", JOINED).await;
+    let message = next_for(&mut socket, "1").await;
+    assert_eq!(
+        message["payload"]["errors"][0]["extensions"]["code"],
+        "UNAUTHENTICATED"
+    );
+}
