@@ -64,7 +64,9 @@ pub struct Session {
 }
 
 /// Settings every test shares: no SMS delay, codes exposed (tests read `devCode`), per-IP
-/// limits off (the whole suite comes from one address); per-phone and per-code rules stay on.
+/// limits off (the whole suite comes from one address), the global caps and SMS pumping
+/// breakers off (the suite sends many codes to one range: `phone(n)`); per-phone and per-code
+/// rules stay on. Tests of a limit turn it on.
 const BASE: &[(&str, &str)] = &[
     (
         "JWT_SECRET",
@@ -76,6 +78,10 @@ const BASE: &[(&str, &str)] = &[
     ("IP_CODES_PER_DAY", "0"),
     ("IP_VERIFY_PER_HOUR", "0"),
     ("SMS_GLOBAL_PER_MINUTE", "0"),
+    ("SMS_GLOBAL_PER_HOUR", "0"),
+    ("SMS_GLOBAL_PER_DAY", "0"),
+    ("SMS_RANGE_PER_HOUR", "0"),
+    ("SMS_COUNTRY_MIN_SENDS", "0"),
     ("ADMIN_PHONES", "+79990000001"),
 ];
 
