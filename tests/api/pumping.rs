@@ -315,3 +315,134 @@ async fn global_hourly_and_daily_caps_hold_beside_the_per_minute_one() {
     assert!(text.contains(r#"rate_limit_refusals_total{reason="global_hour"}"#));
     assert!(text.contains(r#"rate_limit_refusals_total{reason="global_day"}"#));
 }
+
+/// A JSON batch from one IPv6 network spends one client budget, operation by operation; and
+/// the range breaker admits exactly its count when the requests race.
+#[tokio::test]
+async fn a_batch_from_one_ipv6_network_spends_one_budget() {
+    let app =
+        TestApp::with_env(&[("TRUST_PROXY_HEADERS", "true"), ("IP_CODES_PER_HOUR", "3")]).await;
+    let ops: Vec<Value> = (1..=5)
+        .map(|i| {
+            json!({
+                "query": "mutation($p: String!) { requestCode(phone: $p) { phone } }",
+                "variables": { "p": phone(i) },
+            })
+        })
+        .collect();
+    let r = app
+        .post(
+            &[
+                ("content-type", "application/json"),
+                ("x-forwarded-for", "2001:db8:7:7::1"),
+            ],
+            Value::Array(ops).to_string(),
+        )
+        .await;
+    let answers = r.body.as_array().expect("a batch answer");
+    let limited = answers
+        .iter()
+        .filter(|a| a["errors"][0]["extensions"]["code"] == "RATE_LIMITED")
+        .count();
+    assert_eq!((answers.len(), limited), (5, 2), "{}", r.body);
+    assert_code(
+        &request_code_from(&app, &phone(9), "2001:db8:7:7:8::8").await,
+        "RATE_LIMITED",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_requests_never_pass_the_range_breaker_together() {
+    let app = std::sync::Arc::new(TestApp::with_env(&[("SMS_RANGE_PER_HOUR", "5")]).await);
+    let tasks: Vec<_> = (1..=16)
+        .map(|i| {
+            let app = app.clone();
+            tokio::spawn(async move { app.request_code(&phone(i)).await })
+        })
+        .collect();
+    let mut ok = 0;
+    for task in tasks {
+        let body = task.await.expect("request task");
+        if body["errors"].is_null() {
+            ok += 1;
+        } else {
+            assert_code(&body, "RATE_LIMITED");
+        }
+    }
+    assert_eq!(ok, 5);
+}
+
+/// The breakers live in the database: a second instance sees the first one's codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_range_breaker_is_shared_between_instances() {
+    let url = match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => crate::helpers::fresh_database_url().await,
+        _ => {
+            let path = std::env::temp_dir().join(format!(
+                "phone-auth-pumping-{}.db",
+                uuid::Uuid::new_v4().simple()
+            ));
+            format!("sqlite://{}?mode=rwc", path.display())
+        }
+    };
+    let env = [("SMS_RANGE_PER_HOUR", "2"), ("SMS_COUNTRY_MIN_SENDS", "0")];
+    let a = TestApp::with_database(&url, &env).await;
+    let b = TestApp::with_database(&url, &env).await;
+    assert_ok(&a.request_code(&phone(1)).await);
+    assert_ok(&b.request_code(&phone(2)).await);
+    assert_code(&a.request_code(&phone(3)).await, "RATE_LIMITED");
+    assert_code(&b.request_code(&phone(4)).await, "RATE_LIMITED");
+}
+
+fn config(pairs: &[(&str, &str)]) -> Result<phone_auth::config::Config, String> {
+    let map: std::collections::HashMap<&str, &str> = pairs.iter().copied().collect();
+    phone_auth::config::Config::from_lookup(|k| map.get(k).map(|v| v.to_string()))
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn pumping_settings_are_validated() {
+    let defaults = config(&[]).expect("defaults are valid");
+    assert_eq!(defaults.ip_v6_prefix, 64);
+    assert_eq!(defaults.limits.sms_global_per_hour, 1000);
+    assert_eq!(defaults.limits.sms_global_per_day, 10_000);
+    assert_eq!(defaults.sms_guard.range_per_hour, 10);
+    assert_eq!(defaults.sms_guard.range_digits, 4);
+    assert_eq!(defaults.sms_guard.country_min_sends, 50);
+    assert_eq!(defaults.sms_guard.country_min_conversion, 0.2);
+    let types: Vec<&str> = defaults
+        .sms_guard
+        .allowed_number_types
+        .iter()
+        .map(|t| t.name())
+        .collect();
+    assert_eq!(types, ["mobile", "fixed_line_or_mobile"]);
+
+    for (name, value) in [
+        ("SMS_ALLOWED_NUMBER_TYPES", "mobile,satellite"),
+        ("IP_V6_PREFIX", "8"),
+        ("IP_V6_PREFIX", "129"),
+        ("SMS_RANGE_DIGITS", "0"),
+        ("SMS_RANGE_DIGITS", "9"),
+        ("SMS_COUNTRY_MIN_CONVERSION", "1.5"),
+        ("SMS_COUNTRY_MIN_CONVERSION", "NaN"),
+        ("SMS_GLOBAL_PER_HOUR", "-1"),
+    ] {
+        let err = config(&[(name, value)]).expect_err(value);
+        assert!(err.contains(name), "{err}");
+    }
+    // Production refuses an IPv6 key finer than a /64 (each subscriber holds a /64 at least).
+    let production = [
+        ("APP_ENV", "production"),
+        (
+            "JWT_SECRET",
+            "a-production-secret-of-more-than-32-bytes-0123",
+        ),
+        ("OTP_EXPOSE", "false"),
+        ("SMS_PROVIDER", "console"),
+    ];
+    assert!(config(&production).is_ok());
+    let err = config(&[production.as_slice(), &[("IP_V6_PREFIX", "96")]].concat())
+        .expect_err("a /96 key");
+    assert!(err.contains("IP_V6_PREFIX"), "{err}");
+}
