@@ -133,6 +133,7 @@ pub async fn request_code(state: &AppState, phone: Phone, ip: IpAddr) -> AppResu
         let pending = pending_code(&txn, &phone).await?;
         txn.rollback().await?;
         let until = pending.map_or(resend_available_at, |p| p.resend_available_at);
+        crate::metrics::limit_refused("resend_cooldown");
         return Err(AppError::RateLimited {
             retry_after: seconds_until(now, until),
         });
@@ -297,6 +298,7 @@ async fn why_no_attempt(
         AppError::InvalidCode { attempts_left: 0 }
     } else if row.attempts >= state.config.otp_max_attempts as i32 {
         // The code is burned: only a new one helps, and that is possible after the cooldown.
+        crate::metrics::limit_refused("code_attempts_spent");
         AppError::RateLimited {
             retry_after: seconds_until(now, row.resend_available_at),
         }
