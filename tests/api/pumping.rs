@@ -274,10 +274,13 @@ async fn a_country_whose_codes_go_unverified_stops_new_numbers_until_verificatio
     let known_code = app.code_for(&known).await;
     assert_ok(&app.verify(&known, &known_code).await);
     assert_ok(&app.request_code("+44 7400 123456").await);
+    let text = metrics(&app).await;
+    assert!(text.contains(r#"rate_limit_refusals_total{reason="sms_country_conversion"}"#));
+    // The breaker's state per country (its value is process-wide, so only its presence is
+    // checked here: other tests run in this process).
     assert!(
-        metrics(&app)
-            .await
-            .contains(r#"rate_limit_refusals_total{reason="sms_country_conversion"}"#)
+        text.contains(r#"sms_country_breaker_open{country="RU"}"#),
+        "{text}"
     );
 
     // 51 codes to RU this hour (50 new numbers and the known user), 1 verified: 10 more
