@@ -50,6 +50,15 @@ impl NumberType {
         Self::Unknown,
     ];
 
+    /// Types whose numbers pay their owner for the SMS (or cost far more than a mobile):
+    /// allowing them is warned about at start.
+    pub fn is_pumping_risk(self) -> bool {
+        matches!(
+            self,
+            Self::PremiumRate | Self::SharedCost | Self::NonGeographic | Self::Unknown
+        )
+    }
+
     /// The name used in `SMS_ALLOWED_NUMBER_TYPES` and in logs.
     pub fn name(self) -> &'static str {
         match self {
