@@ -1021,6 +1021,13 @@ def main() -> int:
             "IP_CODES_PER_DAY": "0",
             "IP_VERIFY_PER_HOUR": "0",
             "SMS_GLOBAL_PER_MINUTE": "0",
+            # The SMS pumping guards (docs/sms-pumping.md) would refuse a load test's codes:
+            # its phones are consecutive (one range) and far more than the global caps; and the
+            # conversion breaker could trip while the first wave of codes awaits verification.
+            "SMS_GLOBAL_PER_HOUR": "0",
+            "SMS_GLOBAL_PER_DAY": "0",
+            "SMS_RANGE_PER_HOUR": "0",
+            "SMS_COUNTRY_MIN_SENDS": "0",
             "SMS_DELAY_MS": str(args.sms_delay_ms),
             "RUST_LOG": args.rust_log,
         }

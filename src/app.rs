@@ -117,6 +117,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             );
         }
     }
+    let risky: Vec<&str> = config
+        .sms_guard
+        .allowed_number_types
+        .iter()
+        .filter(|t| t.is_pumping_risk())
+        .map(|t| t.name())
+        .collect();
+    if !risky.is_empty() {
+        tracing::warn!(
+            types = ?risky,
+            "SMS_ALLOWED_NUMBER_TYPES lets codes go to kinds of number used for SMS pumping"
+        );
+    }
+    if config.limits.sms_global_per_day == 0 {
+        tracing::warn!("SMS_GLOBAL_PER_DAY is off: nothing caps the daily SMS spend");
+    }
     tracing::info!(provider = config.sms_provider.name(), "SMS provider");
     let addr = config.listen_addr;
     let state = build_state(config).await?;

@@ -12,7 +12,11 @@ use std::{
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::domain::phone::{Phone, Region};
+use crate::domain::{
+    client_ip::DEFAULT_IPV6_PREFIX,
+    number_type::{self, NumberType},
+    phone::{Phone, Region},
+};
 
 /// Secrets shorter than this are refused in production (RFC 8725 §3.5: full-entropy HMAC keys).
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -127,6 +131,8 @@ pub struct Limits {
     /// Whether the per-IP limits count loopback clients (`IP_LIMITS_ON_LOOPBACK`): always in
     /// production, not by default in development. See [`Limits::for_client`].
     pub ip_limits_on_loopback: bool,
+    pub sms_global_per_hour: u32,
+    pub sms_global_per_day: u32,
 }
 
 impl Limits {
@@ -149,6 +155,22 @@ impl Limits {
             ..self.clone()
         }
     }
+}
+
+/// Who may receive a code, and the breakers against SMS pumping (docs/sms-pumping.md).
+#[derive(Clone, Debug)]
+pub struct SmsGuard {
+    /// `SMS_ALLOWED_NUMBER_TYPES`.
+    pub allowed_number_types: BTreeSet<NumberType>,
+    /// `SMS_RANGE_PER_HOUR`: codes per hour to never-signed-in numbers of one range; 0 = off.
+    pub range_per_hour: u32,
+    /// `SMS_RANGE_DIGITS`: a range is the E.164 number without this many last digits.
+    pub range_digits: usize,
+    /// `SMS_COUNTRY_MIN_SENDS`: codes to a country in the last hour before its conversion is
+    /// judged; 0 = off.
+    pub country_min_sends: u32,
+    /// `SMS_COUNTRY_MIN_CONVERSION`: the share of those codes that must have been verified.
+    pub country_min_conversion: f64,
 }
 
 #[derive(Clone, Debug)]
@@ -202,7 +224,11 @@ pub struct Config {
     pub session_max_lifetime: Duration,
     pub limits: Limits,
     pub sms_allowed_regions: BTreeSet<String>,
+    pub sms_guard: SmsGuard,
     pub trust_proxy_headers: bool,
+    /// `IP_V6_PREFIX`: IPv6 clients are counted per network of this many bits
+    /// (`domain::client_ip`).
+    pub ip_v6_prefix: u8,
     /// `None`: the environment's default (development: any origin; production: none).
     pub cors_allowed_origins: Option<Vec<String>>,
     pub graphql: GraphqlLimits,
@@ -394,6 +420,48 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
     }
 }
 
+/// The SMS pumping section (docs/sms-pumping.md).
+impl<F: Fn(&str) -> Option<String>> Reader<F> {
+    fn sms_guard(&self) -> Result<SmsGuard, ConfigError> {
+        let listed = self.list("SMS_ALLOWED_NUMBER_TYPES");
+        let allowed_number_types: BTreeSet<NumberType> = if listed.is_empty() {
+            number_type::DEFAULT_ALLOWED.into_iter().collect()
+        } else {
+            listed
+                .iter()
+                .map(|raw| {
+                    raw.parse()
+                        .map_err(|e: number_type::UnknownNumberType| ConfigError::Invalid {
+                            name: "SMS_ALLOWED_NUMBER_TYPES",
+                            message: e.to_string(),
+                        })
+                })
+                .collect::<Result<_, _>>()?
+        };
+        let range_digits: usize = self.parse("SMS_RANGE_DIGITS", 4)?;
+        if !(1..=8).contains(&range_digits) {
+            return Err(ConfigError::Invalid {
+                name: "SMS_RANGE_DIGITS",
+                message: "must be between 1 and 8".into(),
+            });
+        }
+        let country_min_conversion: f64 = self.parse("SMS_COUNTRY_MIN_CONVERSION", 0.2)?;
+        if !(0.0..=1.0).contains(&country_min_conversion) {
+            return Err(ConfigError::Invalid {
+                name: "SMS_COUNTRY_MIN_CONVERSION",
+                message: "must be a share between 0 and 1 (e.g. 0.2)".into(),
+            });
+        }
+        Ok(SmsGuard {
+            allowed_number_types,
+            range_per_hour: self.parse("SMS_RANGE_PER_HOUR", 10)?,
+            range_digits,
+            country_min_sends: self.parse("SMS_COUNTRY_MIN_SENDS", 50)?,
+            country_min_conversion,
+        })
+    }
+}
+
 impl Config {
     /// Reads the process environment (`.env` must already be loaded by the caller).
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -479,6 +547,15 @@ impl Config {
             })
             .collect::<Result<_, _>>()?;
 
+        let sms_guard = r.sms_guard()?;
+        let ip_v6_prefix: u8 = r.parse("IP_V6_PREFIX", DEFAULT_IPV6_PREFIX)?;
+        if !(16..=128).contains(&ip_v6_prefix) {
+            return Err(ConfigError::Invalid {
+                name: "IP_V6_PREFIX",
+                message: "must be between 16 and 128 (bits of an IPv6 network)".into(),
+            });
+        }
+
         let cors = r.list("CORS_ALLOWED_ORIGINS");
         let config = Config {
             app_env,
@@ -513,9 +590,13 @@ impl Config {
                 ip_verify_per_hour: r.parse("IP_VERIFY_PER_HOUR", 60)?,
                 sms_global_per_minute: r.parse("SMS_GLOBAL_PER_MINUTE", 60)?,
                 ip_limits_on_loopback: r.bool("IP_LIMITS_ON_LOOPBACK", !dev)?,
+                sms_global_per_hour: r.parse("SMS_GLOBAL_PER_HOUR", 1000)?,
+                sms_global_per_day: r.parse("SMS_GLOBAL_PER_DAY", 10_000)?,
             },
             sms_allowed_regions,
+            sms_guard,
             trust_proxy_headers: r.bool("TRUST_PROXY_HEADERS", false)?,
+            ip_v6_prefix,
             cors_allowed_origins: if cors.is_empty() { None } else { Some(cors) },
             graphql: GraphqlLimits {
                 max_depth: r.parse("GRAPHQL_MAX_DEPTH", 10)?,
@@ -572,6 +653,13 @@ impl Config {
             return Err(ConfigError::Unsafe(
                 "JWT_SECRET is a well-known default value".into(),
             ));
+        }
+        // Past /64 every subscriber holds more networks than any per-IP budget can count.
+        if self.ip_v6_prefix > 64 {
+            return Err(ConfigError::Unsafe(format!(
+                "IP_V6_PREFIX={} gives one subscriber's /64 many per-IP budgets (use 64 or less)",
+                self.ip_v6_prefix
+            )));
         }
         if self.otp_expose {
             return Err(ConfigError::Unsafe(

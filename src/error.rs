@@ -4,6 +4,13 @@
 
 use async_graphql::{ErrorExtensions, Value};
 
+/// Values of the `reason` extension.
+pub mod reason {
+    /// BAD_USER_INPUT on `phone`: the number's type may not receive codes
+    /// (`SMS_ALLOWED_NUMBER_TYPES`).
+    pub const UNSUPPORTED_NUMBER_TYPE: &str = "UNSUPPORTED_NUMBER_TYPE";
+}
+
 pub mod code {
     pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
     pub const INVALID_CODE: &str = "INVALID_CODE";
@@ -23,6 +30,8 @@ pub enum AppError {
     BadUserInput {
         field: &'static str,
         message: String,
+        /// A machine-readable refinement (`UNSUPPORTED_NUMBER_TYPE`), sent as `reason`.
+        reason: Option<&'static str>,
     },
     #[error("The code is wrong or no code is pending for this phone.")]
     InvalidCode { attempts_left: u32 },
@@ -49,6 +58,20 @@ impl AppError {
         Self::BadUserInput {
             field,
             message: message.into(),
+            reason: None,
+        }
+    }
+
+    /// BAD_USER_INPUT with a `reason` extension besides `field`.
+    pub fn bad_input_because(
+        field: &'static str,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::BadUserInput {
+            field,
+            message: message.into(),
+            reason: Some(reason),
         }
     }
 
@@ -74,7 +97,13 @@ impl AppError {
     /// The extensions besides `code`, as the contract's error table lists them.
     fn extra_extensions(&self) -> Vec<(&'static str, Value)> {
         match self {
-            Self::BadUserInput { field, .. } => vec![("field", Value::from(*field))],
+            Self::BadUserInput { field, reason, .. } => {
+                let mut extra = vec![("field", Value::from(*field))];
+                if let Some(reason) = reason {
+                    extra.push(("reason", Value::from(*reason)));
+                }
+                extra
+            }
             Self::InvalidCode { attempts_left } => {
                 vec![("attemptsLeft", Value::from(*attempts_left))]
             }

@@ -103,3 +103,19 @@ pub fn code_undeliverable() {
 pub fn verify_failed() {
     metrics::counter!("verify_failures_total").increment(1);
 }
+
+/// A request was refused by the limit or rule `reason` (`ip_hour`, `global_day`, `sms_range`,
+/// `sms_country_conversion`, `number_type`, …; a bounded set of static names).
+pub fn limit_refused(reason: &'static str) {
+    metrics::counter!("rate_limit_refusals_total", "reason" => reason).increment(1);
+}
+
+/// The conversion breaker of a destination country opened (`open`) or closed again. The
+/// label set is bounded by the countries of the numbering plan.
+pub fn country_breaker(country: &str, open: bool) {
+    metrics::gauge!("sms_country_breaker_open", "country" => country.to_owned()).set(if open {
+        1.0
+    } else {
+        0.0
+    });
+}

@@ -4,6 +4,7 @@ use std::{fmt, str::FromStr};
 
 use phonenumber::{Mode, country};
 
+use super::number_type::NumberType;
 use crate::error::AppError;
 
 /// Longer input is not a phone number; refusing it early keeps the parser's work bounded.
@@ -46,6 +47,9 @@ impl FromStr for Region {
 pub struct Phone {
     e164: String,
     region: Option<String>,
+    /// The country calling code (`7`, `44`, `882`); 0 when rebuilt from storage.
+    calling_code: u16,
+    number_type: NumberType,
 }
 
 impl Phone {
@@ -63,10 +67,13 @@ impl Phone {
         {
             return Err(invalid());
         }
-        let number = phonenumber::parse(Some(default_region.0), raw).map_err(|_| invalid())?;
-        if !phonenumber::is_valid(&number) {
-            return Err(invalid());
-        }
+        // A number in international form is parsed without the default region: the crate
+        // strips that region's national prefix from it otherwise (with RU, "+44 800 …" lost
+        // its "8" and a valid British number was refused).
+        let region = (!raw.starts_with('+')).then_some(default_region.0);
+        let number = phonenumber::parse(region, raw).map_err(|_| invalid())?;
+        // The type lookup is also the validity test (libphonenumber: valid = type known).
+        let number_type = NumberType::of(&number).ok_or_else(invalid)?;
         let region = number
             .country()
             .id()
@@ -77,7 +84,12 @@ impl Phone {
         if e164.len() > MAX_E164_LEN {
             return Err(invalid());
         }
-        Ok(Self { e164, region })
+        Ok(Self {
+            e164,
+            region,
+            calling_code: number.country().code(),
+            number_type,
+        })
     }
 
     /// Rebuilds a phone already stored in E.164 (no validation: it was validated on the way in).
@@ -85,6 +97,8 @@ impl Phone {
         Self {
             e164: e164.into(),
             region: None,
+            calling_code: 0,
+            number_type: NumberType::Unknown,
         }
     }
 
@@ -95,6 +109,27 @@ impl Phone {
     /// The region the number belongs to (for `SMS_ALLOWED_REGIONS`), when libphonenumber knows it.
     pub fn region(&self) -> Option<&str> {
         self.region.as_deref()
+    }
+
+    /// What kind of line it is (`Unknown` for a phone rebuilt with [`Phone::from_e164`]).
+    pub fn number_type(&self) -> NumberType {
+        self.number_type
+    }
+
+    /// The destination country SMS statistics are kept per: the region (`RU`), or the
+    /// calling code (`+882`) for a number of no region.
+    pub fn country_key(&self) -> String {
+        match &self.region {
+            Some(region) => region.clone(),
+            None => format!("+{}", self.calling_code),
+        }
+    }
+
+    /// The number range: the E.164 number without its last `digits` digits
+    /// (`+79123456789`, 4 → `+7912345`). Never shorter than `+` and one digit.
+    pub fn range(&self, digits: usize) -> &str {
+        let keep = self.e164.len().saturating_sub(digits).max(2);
+        self.e164.get(..keep).unwrap_or(&self.e164)
     }
 
     /// `+7912***6789`: enough to tell numbers apart in logs, not enough to dial.
@@ -170,6 +205,51 @@ mod tests {
         assert_eq!(phone.masked(), "+7912***6789");
         assert_eq!(phone.to_string(), "+7912***6789");
         assert_eq!(phone.region(), Some("RU"));
+    }
+
+    fn kind(raw: &str) -> NumberType {
+        Phone::parse(raw, Region::default())
+            .unwrap_or_else(|e| panic!("{raw}: {e:?}"))
+            .number_type()
+    }
+
+    #[test]
+    fn number_types_come_from_the_metadata() {
+        assert_eq!(kind("+79123456789"), NumberType::Mobile);
+        assert_eq!(kind("+447400123456"), NumberType::Mobile);
+        assert_eq!(kind("+4915123456789"), NumberType::Mobile);
+        assert_eq!(kind("+12015550123"), NumberType::FixedLineOrMobile);
+        assert_eq!(kind("+73011234567"), NumberType::FixedLine);
+        assert_eq!(kind("+448001234567"), NumberType::TollFree);
+        assert_eq!(kind("+18002345678"), NumberType::TollFree);
+        assert_eq!(kind("+19002345678"), NumberType::PremiumRate);
+        assert_eq!(kind("+449012345678"), NumberType::PremiumRate);
+        assert_eq!(kind("+4918012345"), NumberType::SharedCost);
+        assert_eq!(kind("+445512345678"), NumberType::Uan);
+        assert_eq!(kind("+445612345678"), NumberType::Voip);
+        assert_eq!(kind("+8823421234"), NumberType::NonGeographic);
+        assert_eq!(kind("+883510012345"), NumberType::NonGeographic);
+        assert_eq!(kind("+881612345678"), NumberType::NonGeographic);
+    }
+
+    #[test]
+    fn international_numbers_keep_digits_the_default_region_would_strip() {
+        // RU's national prefix is 8; it must not be taken off a number given with its
+        // country code.
+        assert_eq!(ru("+44 800 123 4567").unwrap(), "+448001234567");
+        assert_eq!(ru("+81 80 1234 5678").unwrap(), "+818012345678");
+        assert_eq!(kind("+818012345678"), NumberType::Mobile);
+    }
+
+    #[test]
+    fn range_and_country() {
+        let phone = Phone::parse("+79123456789", Region::default()).unwrap();
+        assert_eq!(phone.range(4), "+7912345");
+        assert_eq!(phone.range(0), "+79123456789");
+        assert_eq!(phone.range(40), "+7");
+        assert_eq!(phone.country_key(), "RU");
+        let satellite = Phone::parse("+8823421234", Region::default()).unwrap();
+        assert_eq!(satellite.country_key(), "+882");
     }
 
     #[test]

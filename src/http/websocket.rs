@@ -21,7 +21,6 @@
 
 use std::{
     collections::HashMap,
-    net::IpAddr,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -48,6 +47,7 @@ use super::{
     graphql::{MediaType, annotate, request_error},
 };
 use crate::{
+    domain::client_ip::{ClientKey, client_key},
     error::code,
     graphql::{
         selected_operation,
@@ -77,18 +77,12 @@ mod close {
     pub const TOO_MANY_INITS: u16 = 4429;
 }
 
-/// The key a client's sockets are counted under: its address. (IPv6 clients may move within
-/// their /64; a prefix key belongs here when the per-IP limits adopt `IP_V6_PREFIX`.)
-pub fn client_key(ip: IpAddr) -> IpAddr {
-    ip
-}
-
 /// Open sockets per client key, on this instance.
 #[derive(Default)]
-pub struct SocketCounts(Mutex<HashMap<IpAddr, usize>>);
+pub struct SocketCounts(Mutex<HashMap<ClientKey, usize>>);
 
 impl SocketCounts {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ClientKey, usize>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -96,11 +90,11 @@ impl SocketCounts {
 /// One counted socket; dropping it (the socket ended) frees the place.
 struct SocketSlot {
     state: HttpState,
-    key: IpAddr,
+    key: ClientKey,
 }
 
 impl SocketSlot {
-    fn acquire(state: &HttpState, key: IpAddr) -> Option<Self> {
+    fn acquire(state: &HttpState, key: ClientKey) -> Option<Self> {
         let max = state.app.config.websocket.max_connections_per_client;
         let mut counts = state.sockets.lock();
         let count = counts.entry(key).or_default();
@@ -163,7 +157,7 @@ pub async fn upgrade(
             );
         }
     };
-    let Some(slot) = SocketSlot::acquire(&state, client_key(ip.0)) else {
+    let Some(slot) = SocketSlot::acquire(&state, client_key(ip.0, state.app.config.ip_v6_prefix)) else {
         tracing::info!("WebSocket upgrade refused: too many sockets from this client");
         return refused(
             StatusCode::TOO_MANY_REQUESTS,

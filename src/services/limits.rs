@@ -14,7 +14,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, Value};
 use crate::{
     config::Config,
     db,
-    domain::phone::Phone,
+    domain::{client_ip::client_key, phone::Phone},
     error::{AppError, AppResult},
     services::seconds_until,
 };
@@ -26,47 +26,85 @@ const MONTH: Duration = Duration::from_secs(30 * 24 * 3600);
 const RETENTION: Duration = Duration::from_secs(31 * 24 * 3600);
 
 /// "At most `max` events in `bucket` per rolling `period`"; `max == 0` turns it off.
+/// `reason` names the limit in `/metrics` (`rate_limit_refusals_total{reason}`) when it
+/// refuses.
 #[derive(Clone, Debug)]
 pub struct Window {
     pub bucket: String,
     pub max: u32,
     pub period: Duration,
+    pub reason: &'static str,
 }
 
 impl Window {
-    fn new(bucket: String, max: u32, period: Duration) -> Self {
+    pub fn new(bucket: String, max: u32, period: Duration, reason: &'static str) -> Self {
         Self {
             bucket,
             max,
             period,
+            reason,
         }
+    }
+
+    /// A window that only counts (it never refuses); off when `on` is false.
+    pub fn counter(bucket: String, period: Duration, on: bool) -> Self {
+        Self::new(bucket, if on { u32::MAX } else { 0 }, period, "counter")
     }
 }
 
-/// Codes sent: per phone, per client IP, and for everyone together (SMS pumping guard).
+/// Codes sent: per phone, per client (IP or IPv6 network), and for everyone together (SMS
+/// pumping guard).
 pub fn code_windows(config: &Config, phone: &Phone, ip: IpAddr) -> Vec<Window> {
-    let l = &config.limits.for_client(ip);
-    let phone_bucket = format!("code:phone:{}", phone.as_str());
-    let ip_bucket = format!("code:ip:{ip}");
+    let mut windows = delivery_windows(config, phone);
+    windows.extend(client_code_windows(config, ip));
+    windows
+}
+
+/// The client's (IP or IPv6 network) share of [`code_windows`]: what a request refused by an
+/// SMS pumping breaker still spends (see `services::pumping`).
+pub fn client_code_windows(config: &Config, ip: IpAddr) -> Vec<Window> {
+    let l = config.limits.for_client(ip);
+    let client = client_key(ip, config.ip_v6_prefix);
+    let ip_bucket = format!("code:ip:{client}");
     vec![
-        Window::new(phone_bucket.clone(), l.phone_codes_per_hour, HOUR),
-        Window::new(phone_bucket, l.phone_codes_per_day, DAY),
-        Window::new(ip_bucket.clone(), l.ip_codes_per_hour, HOUR),
-        Window::new(ip_bucket, l.ip_codes_per_day, DAY),
-        Window::new(
-            "code:global".to_owned(),
-            l.sms_global_per_minute,
-            Duration::from_secs(60),
-        ),
+        Window::new(ip_bucket.clone(), l.ip_codes_per_hour, HOUR, "ip_hour"),
+        Window::new(ip_bucket, l.ip_codes_per_day, DAY, "ip_day"),
     ]
 }
 
-/// verifyCode calls per client IP.
+/// The budgets one SMS to `phone` spends: per phone and global. A code's first delivery is
+/// paid by its requestCode (through [`code_windows`]); every further attempt pays again, so a
+/// provider that times out after delivering cannot multiply the messages past these caps.
+pub fn delivery_windows(config: &Config, phone: &Phone) -> Vec<Window> {
+    let l = &config.limits;
+    let phone_bucket = format!("code:phone:{}", phone.as_str());
+    let global = "code:global".to_owned();
+    vec![
+        Window::new(
+            phone_bucket.clone(),
+            l.phone_codes_per_hour,
+            HOUR,
+            "phone_hour",
+        ),
+        Window::new(phone_bucket, l.phone_codes_per_day, DAY, "phone_day"),
+        Window::new(
+            global.clone(),
+            l.sms_global_per_minute,
+            Duration::from_secs(60),
+            "global_minute",
+        ),
+        Window::new(global.clone(), l.sms_global_per_hour, HOUR, "global_hour"),
+        Window::new(global, l.sms_global_per_day, DAY, "global_day"),
+    ]
+}
+
+/// verifyCode calls per client (IP or IPv6 network).
 pub fn verify_windows(config: &Config, ip: IpAddr) -> Vec<Window> {
     vec![Window::new(
-        format!("verify:ip:{ip}"),
+        format!("verify:ip:{}", client_key(ip, config.ip_v6_prefix)),
         config.limits.for_client(ip).ip_verify_per_hour,
         HOUR,
+        "verify_ip_hour",
     )]
 }
 
@@ -75,8 +113,18 @@ pub fn verify_windows(config: &Config, ip: IpAddr) -> Vec<Window> {
 pub fn failure_windows(config: &Config, phone: &Phone) -> Vec<Window> {
     let bucket = format!("fail:phone:{}", phone.as_str());
     vec![
-        Window::new(bucket.clone(), config.limits.phone_failures_per_day, DAY),
-        Window::new(bucket, config.limits.phone_failures_per_month, MONTH),
+        Window::new(
+            bucket.clone(),
+            config.limits.phone_failures_per_day,
+            DAY,
+            "phone_failures_day",
+        ),
+        Window::new(
+            bucket,
+            config.limits.phone_failures_per_month,
+            MONTH,
+            "phone_failures_month",
+        ),
     ]
 }
 
@@ -176,12 +224,34 @@ pub async fn counts(
     windows: &[Window],
     now: DateTime<Utc>,
 ) -> AppResult<Vec<i64>> {
+    Ok(counts_and_probe(conn, windows, now, None).await?.0)
+}
+
+/// One integer a caller needs beside the counts, read in the same statement (so asking costs
+/// no round trip): `sql` is a scalar subquery such as `(SELECT COUNT(*) FROM t WHERE c = ?)`.
+pub struct Probe {
+    pub sql: &'static str,
+    pub values: Vec<Value>,
+}
+
+/// [`counts`], plus the value of `probe` (0 when there is none).
+pub async fn counts_and_probe(
+    conn: &impl ConnectionTrait,
+    windows: &[Window],
+    now: DateTime<Utc>,
+    probe: Option<Probe>,
+) -> AppResult<(Vec<i64>, i64)> {
     let active_windows = active(windows);
     if active_windows.is_empty() {
-        return Ok(vec![0; windows.len()]);
+        let probed = match probe {
+            Some(probe) => probe_alone(conn, probe).await?,
+            None => 0,
+        };
+        return Ok((vec![0; windows.len()], probed));
     }
-    let mut active_counts = count(conn, &active_windows, now).await?.into_iter();
-    Ok(windows
+    let (active_counts, probed) = count(conn, &active_windows, now, probe).await?;
+    let mut active_counts = active_counts.into_iter();
+    let counts = windows
         .iter()
         .map(|w| {
             if w.max > 0 {
@@ -190,7 +260,17 @@ pub async fn counts(
                 0
             }
         })
-        .collect())
+        .collect();
+    Ok((counts, probed))
+}
+
+async fn probe_alone(conn: &impl ConnectionTrait, probe: Probe) -> AppResult<i64> {
+    let sql = format!("SELECT {} AS probe", probe.sql);
+    let row = conn
+        .query_one(db::raw(conn.get_database_backend(), &sql, probe.values))
+        .await?
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("a scalar select returned no row")))?;
+    Ok(row.try_get::<i64>("", "probe")?)
 }
 
 /// RATE_LIMITED when any window is full (its `counts` as [`counts`] returned them), with the
@@ -204,6 +284,7 @@ pub async fn verdict(
     let mut retry_after = None;
     for (window, &n) in windows.iter().zip(counts) {
         if window.max > 0 && n >= i64::from(window.max) {
+            crate::metrics::limit_refused(window.reason);
             let at = slot_frees_at(conn, window, n, now).await?;
             let secs = seconds_until(now, at);
             retry_after = Some(retry_after.map_or(secs, |r: u64| r.max(secs)));
@@ -215,13 +296,14 @@ pub async fn verdict(
     }
 }
 
-/// Events per window, all windows in one statement.
+/// Events per window, all windows (and the probe, if any) in one statement.
 async fn count(
     conn: &impl ConnectionTrait,
     windows: &[&Window],
     now: DateTime<Utc>,
-) -> AppResult<Vec<i64>> {
-    let mut columns = Vec::with_capacity(windows.len());
+    probe: Option<Probe>,
+) -> AppResult<(Vec<i64>, i64)> {
+    let mut columns = Vec::with_capacity(windows.len() + 1);
     let mut values: Vec<Value> = Vec::new();
     for (i, window) in windows.iter().enumerate() {
         columns.push(format!(
@@ -229,6 +311,11 @@ async fn count(
         ));
         values.push(window.bucket.as_str().into());
         values.push((now - window.period).into());
+    }
+    let has_probe = probe.is_some();
+    if let Some(probe) = probe {
+        columns.push(format!("{} AS probe", probe.sql));
+        values.extend(probe.values);
     }
     let buckets = distinct_buckets(windows);
     let oldest = windows.iter().map(|w| now - w.period).min().unwrap_or(now);
@@ -243,9 +330,33 @@ async fn count(
         .query_one(db::raw(conn.get_database_backend(), &sql, values))
         .await?
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("an aggregate returned no row")))?;
-    (0..windows.len())
+    let counts = (0..windows.len())
         .map(|i| Ok(row.try_get::<i64>("", &format!("c{i}"))?))
-        .collect()
+        .collect::<AppResult<Vec<i64>>>()?;
+    let probed = if has_probe {
+        row.try_get::<i64>("", "probe")?
+    } else {
+        0
+    };
+    Ok((counts, probed))
+}
+
+/// When the oldest event inside `window` leaves it (`now` when there is none).
+pub async fn oldest_leaves_at(
+    conn: &impl ConnectionTrait,
+    window: &Window,
+    now: DateTime<Utc>,
+) -> AppResult<DateTime<Utc>> {
+    slot_frees_at(
+        conn,
+        &Window {
+            max: 1,
+            ..window.clone()
+        },
+        1,
+        now,
+    )
+    .await
 }
 
 /// When a full window gets a free slot: the event that must leave is the

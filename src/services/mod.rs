@@ -7,6 +7,7 @@ pub mod keys;
 pub mod limits;
 pub mod otp;
 pub mod outbox;
+pub mod pumping;
 pub mod sessions;
 pub mod tokens;
 pub mod users;

@@ -19,7 +19,9 @@ use crate::{
     error::{AppError, AppResult},
     services::{
         keys::constant_time_eq,
-        limits, outbox, seconds_until,
+        limits, outbox,
+        pumping::{self, Breakers},
+        seconds_until,
         tokens::{self, TokenPair},
         users,
     },
@@ -55,22 +57,14 @@ pub struct SignIn {
 
 /// Issues a fresh code for `phone`, replacing any pending one, and queues its SMS in the same
 /// transaction (`services::outbox` delivers it off the request path). Refused, in this order
-/// and without touching the code the user already has: a destination country outside
-/// `SMS_ALLOWED_REGIONS`, a phone whose failure budget is spent, a resend inside the cooldown,
-/// and any full send window (per phone, per IP, global).
+/// and without touching the code the user already has: a destination no code may go to
+/// (country, number type: `services::pumping`), a phone whose failure budget is spent, a
+/// resend inside the cooldown, any full send window (per phone, per client, global), and, for
+/// a number that never signed in, the SMS pumping breakers (range, country conversion).
 #[tracing::instrument(skip_all, fields(phone = %phone))]
 pub async fn request_code(state: &AppState, phone: Phone, ip: IpAddr) -> AppResult<CodeIssued> {
     let config = &state.config;
-    if !config.sms_allowed_regions.is_empty()
-        && !phone
-            .region()
-            .is_some_and(|r| config.sms_allowed_regions.contains(r))
-    {
-        return Err(AppError::bad_input(
-            "phone",
-            "Codes cannot be sent to this country.",
-        ));
-    }
+    pumping::check_destination(config, &phone)?;
     let now = state.clock.now();
     let expires_at = now + config.otp_ttl;
     let resend_available_at = now + config.otp_resend_cooldown;
@@ -80,14 +74,28 @@ pub async fn request_code(state: &AppState, phone: Phone, ip: IpAddr) -> AppResu
         .otp_hash(phone.as_str(), now.timestamp_micros(), code.expose());
     let failure_windows = limits::failure_windows(config, &phone);
     let send_windows = limits::code_windows(config, &phone, ip);
+    let breakers = Breakers::new(config, &phone);
+    let breaker_windows = breakers.windows();
 
-    // Five statements on success: lock the send buckets, count every window (failures and
-    // sends together), write the code, record the send, queue the message.
+    // Five statements on success: lock the send buckets (and the range's), count every window
+    // (failures, sends, breakers) and whether the phone signed in before, write the code,
+    // record the send, queue the message. Known and new numbers take the same path.
     let txn = state.db.begin().await?;
-    limits::lock(&txn, &send_windows).await?;
-    let all_windows = [failure_windows.as_slice(), send_windows.as_slice()].concat();
-    let counts = limits::counts(&txn, &all_windows, now).await?;
-    let (failure_counts, send_counts) = counts.split_at(failure_windows.len());
+    let locked = [send_windows.as_slice(), &breaker_windows[..1]].concat();
+    limits::lock(&txn, &locked).await?;
+    let all_windows = [
+        failure_windows.as_slice(),
+        send_windows.as_slice(),
+        breaker_windows.as_slice(),
+    ]
+    .concat();
+    let probe = breakers
+        .any_on()
+        .then(|| Breakers::known_user_probe(&phone));
+    let (counts, known) = limits::counts_and_probe(&txn, &all_windows, now, probe).await?;
+    let known_user = known > 0;
+    let (failure_counts, rest) = counts.split_at(failure_windows.len());
+    let (send_counts, breaker_counts) = rest.split_at(send_windows.len());
     // A phone locked by wrong guesses gets no new code: otherwise waiting out the resend
     // cooldown would reset the attacker's chances.
     if let Err(err) = limits::verdict(&txn, &failure_windows, failure_counts, now).await {
@@ -125,6 +133,7 @@ pub async fn request_code(state: &AppState, phone: Phone, ip: IpAddr) -> AppResu
         let pending = pending_code(&txn, &phone).await?;
         txn.rollback().await?;
         let until = pending.map_or(resend_available_at, |p| p.resend_available_at);
+        crate::metrics::limit_refused("resend_cooldown");
         return Err(AppError::RateLimited {
             retry_after: seconds_until(now, until),
         });
@@ -135,7 +144,17 @@ pub async fn request_code(state: &AppState, phone: Phone, ip: IpAddr) -> AppResu
         txn.rollback().await?;
         return Err(err);
     }
-    limits::record(&txn, &send_windows, now).await?;
+    if !known_user {
+        if let Err(err) = breakers.verdict(&txn, config, breaker_counts, now).await {
+            txn.rollback().await?;
+            // The caller pays as if a code had gone out (there was room: the send windows
+            // passed), so asking about a number costs the same whatever the answer.
+            limits::record(&state.db, &limits::client_code_windows(config, ip), now).await?;
+            return Err(err);
+        }
+    }
+    let recorded = [send_windows, breakers.sent_windows(known_user)].concat();
+    limits::record(&txn, &recorded, now).await?;
     let code_id: i64 = row.try_get("", "id")?;
     // The message is committed with the code (the transactional outbox): a provider outage
     // or a crash after the commit loses nothing, and the request never waits for delivery,
@@ -247,6 +266,8 @@ pub async fn verify_code(
         return Err(AppError::InvalidCode { attempts_left });
     }
     let (user, is_new_user) = users::find_or_create(&txn, &phone, now).await?;
+    // The conversion breaker's numerator (no statement when the breaker is off).
+    pumping::record_verified(&txn, config, &phone, now).await?;
     let tokens = tokens::sign_in(&txn, state, user.id, user_agent, now).await?;
     txn.commit().await?;
     tracing::info!(user_id = user.id, is_new_user, "signed in");
@@ -278,6 +299,7 @@ async fn why_no_attempt(
         AppError::InvalidCode { attempts_left: 0 }
     } else if row.attempts >= state.config.otp_max_attempts as i32 {
         // The code is burned: only a new one helps, and that is possible after the cooldown.
+        crate::metrics::limit_refused("code_attempts_spent");
         AppError::RateLimited {
             retry_after: seconds_until(now, row.resend_available_at),
         }

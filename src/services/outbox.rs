@@ -24,13 +24,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::future::join_all;
-use sea_orm::{ConnectionTrait, DatabaseBackend, QueryResult};
+use sea_orm::{ConnectionTrait, DatabaseBackend, QueryResult, TransactionTrait};
 use tokio::sync::watch;
 
 use crate::{
     db,
     domain::phone::Phone,
     error::{AppError, AppResult},
+    services::limits,
     sms::SmsError,
     state::AppState,
 };
@@ -150,8 +151,9 @@ pub async fn run_worker(state: AppState, mut stop: watch::Receiver<bool>) {
 pub async fn deliver_due(state: &AppState) -> AppResult<usize> {
     let now = state.clock.now();
     let retired = retire(state, now).await?;
-    let claimed = claim(state, now).await?;
+    let mut claimed = claim(state, now).await?;
     let attempted = claimed.len();
+    claimed = pay_for_retries(state, claimed, now).await?;
     let results = join_all(claimed.iter().map(|row| send(state, row))).await;
     let mut sent = Vec::with_capacity(attempted);
     for (row, result) in claimed.iter().zip(results) {
@@ -348,6 +350,81 @@ async fn finish_sent(state: &AppState, rows: &[&Claimed], now: DateTime<Utc>) ->
             tracing::info!(outbox_id = row.id, phone = %row.phone, "SMS delivered, but the row had moved on");
         }
     }
+    Ok(())
+}
+
+/// Every attempt after a message's first spends the send budgets again (per phone and global:
+/// `limits::delivery_windows`; the first was paid by its requestCode). A provider that times
+/// out after delivering would otherwise turn one code into as many SMS as there are retries.
+/// Returns the rows that may be sent now; the others wait until the budget has room (or are
+/// given up when that is past their give-up time).
+async fn pay_for_retries(
+    state: &AppState,
+    claimed: Vec<Claimed>,
+    now: DateTime<Utc>,
+) -> AppResult<Vec<Claimed>> {
+    let mut ready = Vec::with_capacity(claimed.len());
+    for row in claimed {
+        if row.attempts <= 1 {
+            ready.push(row);
+            continue;
+        }
+        let windows = limits::delivery_windows(&state.config, &row.phone);
+        let txn = state.db.begin().await?;
+        match limits::check_and_record(&txn, &windows, now).await {
+            Ok(()) => {
+                txn.commit().await?;
+                ready.push(row);
+            }
+            Err(AppError::RateLimited { retry_after }) => {
+                txn.rollback().await?;
+                // Windows are at most a month long, so the wait fits easily.
+                let until = now + TimeDelta::seconds(retry_after.min(u64::from(u32::MAX)) as i64);
+                defer(state, &row, until, now).await?;
+            }
+            Err(err) => {
+                txn.rollback().await?;
+                return Err(err);
+            }
+        }
+    }
+    Ok(ready)
+}
+
+/// Puts back a claimed row whose retry the send budget has no room for: not an attempt (it
+/// was not sent), tried again at `until`, or given up when that is too late.
+async fn defer(
+    state: &AppState,
+    row: &Claimed,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    const FULL: &str = "the send budget (per phone or global) is full";
+    if until >= row.give_up_at {
+        if finish(state, row, status::UNDELIVERABLE, Some(FULL), now).await? {
+            crate::metrics::code_undeliverable();
+            tracing::error!(outbox_id = row.id, phone = %row.phone, "SMS undeliverable: {FULL}");
+        }
+        return Ok(());
+    }
+    let backend = state.db.get_database_backend();
+    state
+        .db
+        .execute(db::raw(
+            backend,
+            "UPDATE sms_outbox SET next_attempt_at = ?, attempts = attempts - 1, \
+             locked_until = NULL, claim_token = NULL, last_error = ? \
+             WHERE id = ? AND claim_token = ? AND status = ?",
+            vec![
+                until.into(),
+                FULL.into(),
+                row.id.into(),
+                row.token.clone().into(),
+                status::PENDING.into(),
+            ],
+        ))
+        .await?;
+    tracing::warn!(outbox_id = row.id, phone = %row.phone, "SMS retry deferred: {FULL}");
     Ok(())
 }
 

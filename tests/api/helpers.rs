@@ -64,9 +64,10 @@ pub struct Session {
 }
 
 /// Settings every test shares: no SMS delay, codes exposed (tests read `devCode`), per-IP
-/// limits off (the whole suite comes from one address); per-phone and per-code rules stay on.
-/// Loopback clients are counted like any other (production's rule), so a test that turns a
-/// per-IP limit on sees it from 127.0.0.1.
+/// limits off (the whole suite comes from one address), the global caps and SMS pumping
+/// breakers off (the suite sends many codes to one range: `phone(n)`); per-phone and per-code
+/// rules stay on. Tests of a limit turn it on. Loopback clients are counted like any other
+/// (production's rule), so a test that turns a per-IP limit on sees it from 127.0.0.1.
 const BASE: &[(&str, &str)] = &[
     (
         "JWT_SECRET",
@@ -79,6 +80,10 @@ const BASE: &[(&str, &str)] = &[
     ("IP_VERIFY_PER_HOUR", "0"),
     ("SMS_GLOBAL_PER_MINUTE", "0"),
     ("IP_LIMITS_ON_LOOPBACK", "true"),
+    ("SMS_GLOBAL_PER_HOUR", "0"),
+    ("SMS_GLOBAL_PER_DAY", "0"),
+    ("SMS_RANGE_PER_HOUR", "0"),
+    ("SMS_COUNTRY_MIN_SENDS", "0"),
     ("ADMIN_PHONES", "+79990000001"),
 ];
 

@@ -10,6 +10,7 @@ mod invites;
 mod limits;
 mod outbox;
 mod parsers;
+mod pumping;
 mod schema_file;
 mod sessions;
 mod sockets;

@@ -724,3 +724,83 @@ fn production_takes_real_providers_without_an_opt_in_but_wants_a_long_webhook_se
     let err = config(&production).unwrap_err();
     assert!(err.contains("SMS_PROVIDER"), "{err}");
 }
+
+/// A gateway that delivers and then times out would turn each retry into one more SMS: every
+/// attempt after the first pays the per-phone and global budgets, and all carry one
+/// idempotency key so the gateway can drop the repeats.
+#[tokio::test]
+async fn retries_pay_the_send_budgets_and_keep_one_idempotency_key() {
+    let fake = FakeSms::start().await;
+    fake.set_mode(Mode::Hang);
+    let app = app_with(
+        &webhook_env(&fake),
+        &[("PHONE_CODES_PER_HOUR", "3"), ("SMS_GLOBAL_PER_DAY", "100")],
+    )
+    .await;
+    app.code_for(&phone(1)).await;
+
+    // Attempt 1 was paid by requestCode; attempts 2 and 3 pay one each.
+    for wait in [1, 2, 4] {
+        assert_eq!(app.deliver_due().await, 1);
+        app.advance(wait);
+    }
+    assert_eq!(fake.requests().len(), 3);
+    // The phone's hourly budget (3) is spent: the fourth attempt is not sent, and since the
+    // budget frees up only after the code's give-up time (its 5 minutes), it is given up.
+    assert_eq!(app.deliver_due().await, 1);
+    assert_eq!(fake.requests().len(), 3);
+    let row = only_row(&app).await;
+    assert_eq!(row.status, "undeliverable", "{row:?}");
+    assert!(
+        row.last_error.as_deref().unwrap_or("").contains("budget"),
+        "{row:?}"
+    );
+    // And the phone gets no new code either.
+    app.advance(60);
+    let body = app.request_code(&phone(1)).await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "RATE_LIMITED",
+        "{body}"
+    );
+
+    let keys: HashSet<_> = fake
+        .requests()
+        .iter()
+        .map(|r| r.header("idempotency-key").map(str::to_owned))
+        .collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys.iter().all(Option::is_some));
+}
+
+/// A retry the budget has no room for yet waits for it (when that is before the give-up time).
+#[tokio::test]
+async fn a_retry_without_budget_waits_for_it_unsent() {
+    let fake = FakeSms::start().await;
+    fake.set_mode(Mode::Fail);
+    let app = app_with(
+        &webhook_env(&fake),
+        &[
+            ("SMS_GLOBAL_PER_MINUTE", "1"),
+            ("SMS_DELIVERY_GIVE_UP_SECONDS", "3600"),
+        ],
+    )
+    .await;
+    app.code_for(&phone(1)).await;
+    assert_eq!(
+        app.deliver_due().await,
+        1,
+        "first attempt, paid by requestCode"
+    );
+    app.advance(1);
+    // The global minute is spent by the code itself: the retry waits until it frees.
+    assert_eq!(app.deliver_due().await, 1);
+    assert_eq!(fake.requests().len(), 1);
+    let row = only_row(&app).await;
+    assert_eq!((row.status.as_str(), row.attempts), ("pending", 1));
+    assert_eq!((row.next_attempt_at - now(&app)).num_seconds(), 59);
+    fake.set_mode(Mode::accept());
+    app.advance(59);
+    assert_eq!(app.deliver_due().await, 1);
+    assert_eq!(fake.delivered().len(), 1);
+    assert_eq!(only_row(&app).await.status, "sent");
+}

@@ -446,3 +446,31 @@ fn socket_and_session_settings_have_contract_defaults_and_are_validated() {
         assert!(err.contains(name), "{err}");
     }
 }
+
+/// Every variable the configuration reads is documented in `.env.example` (with the default
+/// configuration and with each SMS provider, whose settings are read only when chosen).
+#[test]
+fn every_variable_read_is_in_env_example() {
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example"))
+        .expect(".env.example is readable");
+    let asked = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    for provider in ["console", "webhook", "twilio"] {
+        let _ = Config::from_lookup(|key| {
+            asked.lock().unwrap().insert(key.to_owned());
+            match key {
+                "SMS_PROVIDER" => Some(provider.to_owned()),
+                "SMS_WEBHOOK_URL" | "TWILIO_BASE_URL" => Some("https://example.test/".to_owned()),
+                "SMS_WEBHOOK_SECRET" | "TWILIO_AUTH_TOKEN" | "TWILIO_FROM" => Some("x".to_owned()),
+                "TWILIO_ACCOUNT_SID" => Some("AC0".to_owned()),
+                _ => None,
+            }
+        });
+    }
+    let missing: Vec<String> = asked
+        .into_inner()
+        .unwrap()
+        .into_iter()
+        .filter(|key| !example.contains(&format!("{key}=")))
+        .collect();
+    assert!(missing.is_empty(), "not in .env.example: {missing:?}");
+}
