@@ -1,6 +1,7 @@
-//! At most one `requestCode` and one `verifyCode` per operation, aliases and fragments
-//! included. Each `requestCode` alias would send an SMS and each `verifyCode` alias would be a
-//! guess, so a document asking for more is refused before anything executes.
+//! At most one of each code-sending, code-checking or account-changing mutation per operation
+//! (`requestCode`, `verifyCode`, the phone change, `deleteAccount`), aliases and fragments
+//! included. Each sending alias would send an SMS and each checking alias would be a guess, so
+//! a document asking for more is refused before anything executes.
 
 use std::collections::HashMap;
 
@@ -12,7 +13,13 @@ use async_graphql::{
 use crate::error::code;
 
 /// Fields allowed once per operation.
-const ONCE_PER_OPERATION: &[&str] = &["requestCode", "verifyCode"];
+const ONCE_PER_OPERATION: &[&str] = &[
+    "requestCode",
+    "verifyCode",
+    "requestPhoneChange",
+    "confirmPhoneChange",
+    "deleteAccount",
+];
 
 /// How deep fragments are followed. The schema's recursive-depth limit (32) refuses deeper
 /// documents anyway; this check runs before it, so it must not recurse without bound itself.

@@ -3,18 +3,22 @@
 
 use std::net::IpAddr;
 
-use crate::{error::AppError, services::tokens, state::AppState};
+use crate::{
+    error::AppError,
+    services::tokens::{self, AccessToken},
+    state::AppState,
+};
 
 /// The client's address, as the HTTP layer determined it (rate limits per IP).
 #[derive(Clone, Copy, Debug)]
 pub struct ClientIp(pub IpAddr);
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum Viewer {
     /// No token was sent.
     Anonymous,
-    /// A valid access token for this user id.
-    User(i64),
+    /// A valid access token.
+    User(AccessToken),
     /// A token was sent but it is malformed, forged or expired.
     Invalid,
 }
@@ -31,7 +35,7 @@ impl Viewer {
             .map(str::trim);
         match token {
             Some(token) if !token.is_empty() => match tokens::decode_access_token(state, token) {
-                Ok(user_id) => Self::User(user_id),
+                Ok(access) => Self::User(access),
                 Err(_) => Self::Invalid,
             },
             _ => Self::Invalid,
@@ -39,8 +43,14 @@ impl Viewer {
     }
 
     pub fn user_id(&self) -> Result<i64, AppError> {
+        self.access().map(|access| access.user_id)
+    }
+
+    /// The access token's sign-in, for rules that depend on it (which session is current, how
+    /// recent its verifyCode is).
+    pub fn access(&self) -> Result<&AccessToken, AppError> {
         match self {
-            Self::User(id) => Ok(*id),
+            Self::User(access) => Ok(access),
             Self::Anonymous => Err(AppError::Unauthenticated(
                 "Sign in first: send Authorization: Bearer <accessToken>.",
             )),

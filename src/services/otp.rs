@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, TransactionTrait,
     sea_query::{Expr, OnConflict, Query},
 };
 
@@ -20,7 +20,7 @@ use crate::{
     services::{
         keys::constant_time_eq,
         limits, outbox, seconds_until,
-        tokens::{self, TokenPair},
+        tokens::{self, Family, TokenPair},
         users,
     },
     sms,
@@ -58,6 +58,9 @@ pub struct SignIn {
 /// and without touching the code the user already has: a destination country outside
 /// `SMS_ALLOWED_REGIONS`, a phone whose failure budget is spent, a resend inside the cooldown,
 /// and any full send window (per phone, per IP, global).
+///
+/// A review number (`TEST_PHONE_NUMBERS`) gets its fixed code and no SMS; every other rule
+/// above applies to it as to any phone.
 #[tracing::instrument(skip_all, fields(phone = %phone))]
 pub async fn request_code(state: &AppState, phone: Phone, ip: IpAddr) -> AppResult<CodeIssued> {
     let config = &state.config;
@@ -74,7 +77,11 @@ pub async fn request_code(state: &AppState, phone: Phone, ip: IpAddr) -> AppResu
     let now = state.clock.now();
     let expires_at = now + config.otp_ttl;
     let resend_available_at = now + config.otp_resend_cooldown;
-    let code = OtpCode::generate(config.otp_length);
+    let test_code = config.test_code_for(&phone).map(str::to_owned);
+    let code = match &test_code {
+        Some(fixed) => OtpCode::parse(fixed, config.otp_length)?,
+        None => OtpCode::generate(config.otp_length),
+    };
     let hash = state
         .keys
         .otp_hash(phone.as_str(), now.timestamp_micros(), code.expose());
@@ -140,17 +147,23 @@ pub async fn request_code(state: &AppState, phone: Phone, ip: IpAddr) -> AppResu
     // The message is committed with the code (the transactional outbox): a provider outage
     // or a crash after the commit loses nothing, and the request never waits for delivery,
     // so its answer gives no timing signal about the phone.
-    outbox::enqueue(
-        &txn,
-        state,
-        code_id,
-        &phone,
-        now,
-        &sms::code_message(code.expose()),
-    )
-    .await?;
+    if test_code.is_none() {
+        outbox::enqueue(
+            &txn,
+            state,
+            code_id,
+            &phone,
+            now,
+            &sms::code_message(&config.sms_text, code.expose()),
+        )
+        .await?;
+    }
     txn.commit().await?;
-    outbox::wake(state);
+    if test_code.is_none() {
+        outbox::wake(state);
+    } else {
+        tracing::info!("review number: fixed code, no SMS");
+    }
 
     let dev_code = config.otp_expose.then(|| code.expose().to_owned());
     crate::metrics::code_issued();
@@ -187,8 +200,30 @@ pub async fn verify_code(
     code: OtpCode,
     ip: IpAddr,
 ) -> AppResult<SignIn> {
-    let config = &state.config;
     let now = state.clock.now();
+    let txn = claim_code(state, &phone, &code, ip, now).await?;
+    let (user, is_new_user) = users::find_or_create(&txn, &phone, now).await?;
+    let tokens = tokens::issue_pair(&txn, state, user.id, Family::New, now).await?;
+    txn.commit().await?;
+    tracing::info!(user_id = user.id, is_new_user, "signed in");
+    Ok(SignIn {
+        user,
+        tokens,
+        is_new_user,
+    })
+}
+
+/// Checks `code` for `phone` under every attempt rule (see [`verify_code`]) and consumes it.
+/// Returns the open transaction that consumed it: the caller adds what the proven phone allows
+/// (a sign-in, a phone change) and commits, or rolls back and the code stays unused.
+pub async fn claim_code(
+    state: &AppState,
+    phone: &Phone,
+    code: &OtpCode,
+    ip: IpAddr,
+    now: DateTime<Utc>,
+) -> AppResult<DatabaseTransaction> {
+    let config = &state.config;
     let max_attempts = config.otp_max_attempts as i32;
 
     let verify_windows = limits::verify_windows(config, ip);
@@ -211,9 +246,9 @@ pub async fn verify_code(
     );
     let Some(row) = txn.query_one(claim).await? else {
         txn.rollback().await?;
-        return Err(why_no_attempt(state, &phone, now).await?);
+        return Err(why_no_attempt(state, phone, now).await?);
     };
-    if let Err(err) = limits::check(&txn, &limits::failure_windows(config, &phone), now).await {
+    if let Err(err) = limits::check(&txn, &limits::failure_windows(config, phone), now).await {
         // The budget is spent: this guess is not looked at, and costs the code nothing.
         txn.rollback().await?;
         return Err(err);
@@ -229,7 +264,7 @@ pub async fn verify_code(
             .keys
             .otp_hash(phone.as_str(), issued_at.timestamp_micros(), code.expose());
     if !constant_time_eq(&presented, &stored_hash) {
-        limits::record_failure(&txn, config, &phone, now).await?;
+        limits::record_failure(&txn, config, phone, now).await?;
         txn.commit().await?;
         crate::metrics::verify_failed();
         tracing::info!(attempts_left, "wrong code");
@@ -245,15 +280,7 @@ pub async fn verify_code(
         txn.rollback().await?;
         return Err(AppError::InvalidCode { attempts_left });
     }
-    let (user, is_new_user) = users::find_or_create(&txn, &phone, now).await?;
-    let tokens = tokens::issue_pair(&txn, state, user.id, None, now).await?;
-    txn.commit().await?;
-    tracing::info!(user_id = user.id, is_new_user, "signed in");
-    Ok(SignIn {
-        user,
-        tokens,
-        is_new_user,
-    })
+    Ok(txn)
 }
 
 /// The error for a verify that found no attempt to spend: no code, a used one, an expired one,

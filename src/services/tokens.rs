@@ -37,6 +37,21 @@ pub struct Claims {
     pub aud: String,
     /// The sign-in (refresh-token family) this access token belongs to.
     pub sid: String,
+    /// When the sign-in's verifyCode happened (OpenID Connect's `auth_time`): refreshes copy
+    /// it, so deleteAccount can ask for a recent one. Missing (a token from before this claim):
+    /// 0, an old sign-in.
+    #[serde(default)]
+    pub auth_time: i64,
+}
+
+/// What a valid access token says about its bearer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessToken {
+    pub user_id: i64,
+    /// The sign-in (refresh-token family).
+    pub session_id: String,
+    /// When the sign-in's verifyCode happened, in Unix seconds.
+    pub auth_time: i64,
 }
 
 /// What a successful sign-in or refresh hands to the client.
@@ -55,6 +70,7 @@ pub fn encode_access_token(
     state: &AppState,
     user_id: i64,
     family_id: &str,
+    auth_time: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> AppResult<String> {
     let claims = Claims {
@@ -65,6 +81,7 @@ pub fn encode_access_token(
         iss: ISSUER.to_owned(),
         aud: AUDIENCE.to_owned(),
         sid: family_id.to_owned(),
+        auth_time: auth_time.timestamp(),
     };
     let header = Header {
         typ: Some(ACCESS_TOKEN_TYP.to_owned()),
@@ -73,10 +90,10 @@ pub fn encode_access_token(
     jsonwebtoken::encode(&header, &claims, &state.keys.jwt_encoding).map_err(AppError::internal)
 }
 
-/// Checks an access token and returns the user id it names. The algorithm list is fixed to
+/// Checks an access token and returns who it names. The algorithm list is fixed to
 /// HS256, so `alg: none` and algorithm substitution fail; `exp` is checked against the
 /// service clock (the library's check would use the system clock, which tests cannot move).
-pub fn decode_access_token(state: &AppState, token: &str) -> AppResult<i64> {
+pub fn decode_access_token(state: &AppState, token: &str) -> AppResult<AccessToken> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.validate_exp = false;
     validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
@@ -90,7 +107,11 @@ pub fn decode_access_token(state: &AppState, token: &str) -> AppResult<i64> {
     if data.claims.exp + LEEWAY_SECS <= state.clock.now().timestamp() {
         return Err(unauthenticated());
     }
-    data.claims.sub.parse().map_err(|_| unauthenticated())
+    Ok(AccessToken {
+        user_id: data.claims.sub.parse().map_err(|_| unauthenticated())?,
+        session_id: data.claims.sid,
+        auth_time: data.claims.auth_time,
+    })
 }
 
 fn new_refresh_token() -> String {
@@ -99,17 +120,29 @@ fn new_refresh_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Issues an access token and a refresh token for `user_id`, in `family_id` (a new sign-in
-/// when `None`). The refresh token row is written through `conn`, so callers put it in the
-/// transaction that signed the user in.
+/// A sign-in that tokens are issued for: a new one (verifyCode just checked a code), or an
+/// existing family being refreshed, with the time of its verifyCode.
+pub enum Family {
+    New,
+    Existing {
+        id: String,
+        auth_time: DateTime<Utc>,
+    },
+}
+
+/// Issues an access token and a refresh token for `user_id` in `family`. The refresh token row
+/// is written through `conn`, so callers put it in the transaction that signed the user in.
 pub async fn issue_pair(
     conn: &impl ConnectionTrait,
     state: &AppState,
     user_id: i64,
-    family_id: Option<String>,
+    family: Family,
     now: DateTime<Utc>,
 ) -> AppResult<TokenPair> {
-    let family_id = family_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let (family_id, auth_time) = match family {
+        Family::New => (uuid::Uuid::new_v4().to_string(), now),
+        Family::Existing { id, auth_time } => (id, auth_time),
+    };
     let refresh_token = new_refresh_token();
     // Nothing of the row is needed back: no RETURNING (SQLite would read the row again).
     let row = refresh_tokens::ActiveModel {
@@ -125,7 +158,7 @@ pub async fn issue_pair(
         .exec_without_returning(conn)
         .await?;
     Ok(TokenPair {
-        access_token: encode_access_token(state, user_id, &family_id, now)?,
+        access_token: encode_access_token(state, user_id, &family_id, auth_time, now)?,
         refresh_token,
         expires_in: state.config.access_token_ttl.as_secs() as i64,
     })
@@ -143,8 +176,8 @@ pub async fn refresh_token(state: &AppState, raw: &str) -> AppResult<(i64, Token
     // one token, exactly one gets the row back.
     let claimed = revoke_if_active(&txn, &hash, now).await?;
     match claimed {
-        Some((user_id, family_id)) => {
-            let pair = issue_pair(&txn, state, user_id, Some(family_id), now).await?;
+        Some((user_id, family)) => {
+            let pair = issue_pair(&txn, state, user_id, family, now).await?;
             txn.commit().await?;
             Ok((user_id, pair))
         }
@@ -156,16 +189,20 @@ pub async fn refresh_token(state: &AppState, raw: &str) -> AppResult<(i64, Token
     }
 }
 
+/// Claims the token; returns its user and its family, with the family's verifyCode time (its
+/// first token's `created_at`, read in the same statement).
 async fn revoke_if_active(
     txn: &DatabaseTransaction,
     hash: &str,
     now: DateTime<Utc>,
-) -> AppResult<Option<(i64, String)>> {
+) -> AppResult<Option<(i64, Family)>> {
     let stmt = db::raw(
         txn.get_database_backend(),
         "UPDATE refresh_tokens SET revoked_at = ? \
          WHERE token_hash = ? AND revoked_at IS NULL AND expires_at > ? \
-         RETURNING user_id, family_id",
+         RETURNING user_id, family_id, \
+           (SELECT MIN(first.created_at) FROM refresh_tokens first \
+            WHERE first.family_id = refresh_tokens.family_id) AS auth_time",
         vec![now.into(), hash.into(), now.into()],
     );
     let Some(row) = txn.query_one(stmt).await? else {
@@ -173,7 +210,10 @@ async fn revoke_if_active(
     };
     Ok(Some((
         row.try_get("", "user_id")?,
-        row.try_get("", "family_id")?,
+        Family::Existing {
+            id: row.try_get("", "family_id")?,
+            auth_time: row.try_get("", "auth_time")?,
+        },
     )))
 }
 
@@ -216,14 +256,33 @@ pub async fn logout(state: &AppState, raw: &str) -> AppResult<bool> {
 
 /// Revokes every sign-in of `user_id`; returns how many sign-ins (families) were still live.
 pub async fn logout_all(state: &AppState, user_id: i64) -> AppResult<i32> {
+    revoke_sessions(&state.db, state, user_id, None).await
+}
+
+/// Revokes every sign-in (refresh-token family) of `user_id` but `keep` (the caller's own, for
+/// a phone change), through `conn` so it joins the caller's transaction. The one place that
+/// ends a user's sign-ins: logoutAll, confirmPhoneChange and deleteAccount all come here.
+/// Returns how many sign-ins were still live.
+pub async fn revoke_sessions(
+    conn: &impl ConnectionTrait,
+    state: &AppState,
+    user_id: i64,
+    keep: Option<&str>,
+) -> AppResult<i32> {
     let now = state.clock.now();
     let stmt = db::raw(
-        state.db.get_database_backend(),
+        conn.get_database_backend(),
         "UPDATE refresh_tokens SET revoked_at = ? \
-         WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? RETURNING family_id",
-        vec![now.into(), user_id.into(), now.into()],
+         WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? AND family_id <> ? \
+         RETURNING family_id",
+        vec![
+            now.into(),
+            user_id.into(),
+            now.into(),
+            keep.unwrap_or_default().into(),
+        ],
     );
-    let rows = state.db.query_all(stmt).await?;
+    let rows = conn.query_all(stmt).await?;
     let mut families = std::collections::HashSet::new();
     for row in rows {
         families.insert(row.try_get::<String>("", "family_id")?);
