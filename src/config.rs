@@ -4,7 +4,11 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    fmt, net::SocketAddr, str::FromStr, time::Duration};
+    fmt,
+    net::SocketAddr,
+    str::FromStr,
+    time::Duration,
+};
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -690,7 +694,9 @@ impl Config {
 
     /// The fixed code of a review number (`TEST_PHONE_NUMBERS`), if `phone` is one.
     pub fn test_code_for(&self, phone: &Phone) -> Option<&str> {
-        self.test_phone_numbers.get(phone.as_str()).map(String::as_str)
+        self.test_phone_numbers
+            .get(phone.as_str())
+            .map(String::as_str)
     }
 
     pub fn is_production(&self) -> bool {

@@ -48,7 +48,10 @@ mod tests {
 
     #[test]
     fn plain_template() {
-        assert_eq!(code_message(&text(None, None), "1234"), "Your Acme code: 1234");
+        assert_eq!(
+            code_message(&text(None, None), "1234"),
+            "Your Acme code: 1234"
+        );
     }
 
     #[test]

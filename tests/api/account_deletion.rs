@@ -47,12 +47,13 @@ async fn an_old_sign_in_must_sign_in_again_even_after_refreshing() {
         "REAUTHENTICATION_REQUIRED"
     );
     // A refresh gives new tokens, not a new verifyCode.
-    let refreshed = app.gql(REFRESH, json!({ "t": session.refresh_token })).await;
+    let refreshed = app
+        .gql(REFRESH, json!({ "t": session.refresh_token }))
+        .await;
     let refreshed = session_from(&refreshed["data"]["refreshToken"]).expect("refreshed");
     let refused = delete(&app, &refreshed).await;
     assert_eq!(
-        refused["errors"][0]["extensions"]["reason"],
-        "REAUTHENTICATION_REQUIRED",
+        refused["errors"][0]["extensions"]["reason"], "REAUTHENTICATION_REQUIRED",
         "{refused}"
     );
     // Still there.
@@ -102,7 +103,9 @@ async fn deletion_removes_the_user_and_every_sign_in_but_keeps_invites_and_limit
 
     // Every token of the user is dead.
     for session in [&doomed, &other_device] {
-        let refreshed = app.gql(REFRESH, json!({ "t": session.refresh_token })).await;
+        let refreshed = app
+            .gql(REFRESH, json!({ "t": session.refresh_token }))
+            .await;
         assert_code(&refreshed, "UNAUTHENTICATED");
         let me = app
             .gql_as(&session.access_token, "{ me { id } }", json!({}))

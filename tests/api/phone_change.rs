@@ -9,7 +9,8 @@ use crate::helpers::{Session, TestApp, assert_code, assert_ok, error_code, phone
 
 const REQUEST: &str = "mutation($p: String!) { requestPhoneChange(phone: $p) { phone expiresAt resendAvailableAt devCode } }";
 const CONFIRM: &str = "mutation($p: String!, $c: String!) { confirmPhoneChange(phone: $p, code: $c) { id phone inviteCode } }";
-const REFRESH: &str = "mutation($t: String!) { refreshToken(refreshToken: $t) { accessToken refreshToken } }";
+const REFRESH: &str =
+    "mutation($t: String!) { refreshToken(refreshToken: $t) { accessToken refreshToken } }";
 
 async fn request(app: &TestApp, session: &Session, new_phone: &str) -> Value {
     app.gql_as(&session.access_token, REQUEST, json!({ "p": new_phone }))
@@ -84,29 +85,44 @@ async fn a_phone_change_moves_the_account_ends_other_sign_ins_and_tells_the_old_
         moved["data"]["confirmPhoneChange"]["inviteCode"],
         session.invite_code
     );
-    assert_eq!(me_phone(&app, &session).await["data"]["me"]["phone"], new_phone);
+    assert_eq!(
+        me_phone(&app, &session).await["data"]["me"]["phone"],
+        new_phone
+    );
 
     // The old phone is told, through the outbox.
     assert_eq!(notices_to(&app, &old_phone).await, 1);
     app.settle().await;
-    let notice = app.sms.last_to(&old_phone).expect("the old phone got an SMS");
+    let notice = app
+        .sms
+        .last_to(&old_phone)
+        .expect("the old phone got an SMS");
     assert!(notice.contains("moved to a new phone number"), "{notice}");
-    assert!(!notice.contains(&new_phone[5..]), "the notice names no number: {notice}");
+    assert!(
+        !notice.contains(&new_phone[5..]),
+        "the notice names no number: {notice}"
+    );
 
     // The other device's sign-in is over; the caller's own goes on.
     let refreshed_other = app
         .gql(REFRESH, json!({ "t": other_device.refresh_token }))
         .await;
     assert_code(&refreshed_other, "UNAUTHENTICATED");
-    let refreshed_own = app.gql(REFRESH, json!({ "t": session.refresh_token })).await;
+    let refreshed_own = app
+        .gql(REFRESH, json!({ "t": session.refresh_token }))
+        .await;
     assert_ok(&refreshed_own);
 
     // The new phone signs in to the same account; the old one is free for a new user.
     app.advance(61);
-    let again = app.verify(&new_phone, &app.code_for(&new_phone).await).await;
+    let again = app
+        .verify(&new_phone, &app.code_for(&new_phone).await)
+        .await;
     assert_eq!(again["data"]["verifyCode"]["isNewUser"], false);
     assert_eq!(again["data"]["verifyCode"]["user"]["id"], session.user_id);
-    let fresh = app.verify(&old_phone, &app.code_for(&old_phone).await).await;
+    let fresh = app
+        .verify(&old_phone, &app.code_for(&old_phone).await)
+        .await;
     assert_eq!(fresh["data"]["verifyCode"]["isNewUser"], true);
 }
 

@@ -16,7 +16,10 @@ fn config(pairs: &[(&str, &str)]) -> Result<Config, String> {
 async fn a_review_number_signs_in_with_its_fixed_code_and_gets_no_sms() {
     // Codes hidden as in production: the reviewer knows the code, nobody is told it.
     let app = TestApp::with_env(&[
-        ("TEST_PHONE_NUMBERS", "8 999 000-00-00=1234, +79990000009=0000"),
+        (
+            "TEST_PHONE_NUMBERS",
+            "8 999 000-00-00=1234, +79990000009=0000",
+        ),
         ("OTP_EXPOSE", "false"),
     ])
     .await;
@@ -68,10 +71,15 @@ fn review_numbers_are_validated_and_production_takes_them_only_when_listed() {
             "{value}: {err}"
         );
     }
-    let six = config(&[("OTP_LENGTH", "6"), ("TEST_PHONE_NUMBERS", "+79990000000=123456")])
-        .expect("six digits with OTP_LENGTH=6");
+    let six = config(&[
+        ("OTP_LENGTH", "6"),
+        ("TEST_PHONE_NUMBERS", "+79990000000=123456"),
+    ])
+    .expect("six digits with OTP_LENGTH=6");
     assert_eq!(
-        six.test_phone_numbers.get("+79990000000").map(String::as_str),
+        six.test_phone_numbers
+            .get("+79990000000")
+            .map(String::as_str),
         Some("123456")
     );
 
@@ -133,7 +141,11 @@ fn the_sms_text_settings_are_validated() {
     for (name, value, needle) in [
         ("SMS_TEMPLATE", "Your code", "{code}"),
         ("SMS_TEMPLATE", "{code} for {user}", "only {code} and {app}"),
-        ("SMS_TEMPLATE", &"x".repeat(90).replace("xx", "{code}"), "at most"),
+        (
+            "SMS_TEMPLATE",
+            &"x".repeat(90).replace("xx", "{code}"),
+            "at most",
+        ),
         ("SMS_APP_NAME", &"a".repeat(31), "at most"),
         ("WEBOTP_DOMAIN", "https://app.example.com", "host name"),
         ("WEBOTP_DOMAIN", "app.example.com:443", "host name"),
