@@ -24,6 +24,9 @@ pub const ROOT_FIELDS: &[&str] = &[
     "logout",
     "logoutAll",
     "activateInvite",
+    "requestPhoneChange",
+    "confirmPhoneChange",
+    "deleteAccount",
     "invitedUserJoined",
 ];
 
