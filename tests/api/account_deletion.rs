@@ -200,3 +200,20 @@ async fn a_logged_out_sign_in_cannot_delete_and_anonymous_callers_neither() {
         .await;
     assert_eq!(me["data"]["me"]["id"], session.user_id, "not deleted");
 }
+
+#[tokio::test]
+async fn a_deletion_on_one_instance_ends_the_sign_ins_on_another() {
+    let url = crate::helpers::shared_database_url().await;
+    let first = TestApp::with_database(&url, &[]).await;
+    let second = TestApp::with_database(&url, &[]).await;
+    let session = first.sign_in(&phone(2031)).await;
+    assert_ok(&delete(&second, &session).await);
+    let refreshed = first
+        .gql(REFRESH, json!({ "t": session.refresh_token }))
+        .await;
+    assert_code(&refreshed, "UNAUTHENTICATED");
+    let me = first
+        .gql_as(&session.access_token, "{ me { id } }", json!({}))
+        .await;
+    assert_code(&me, "UNAUTHENTICATED");
+}

@@ -233,3 +233,67 @@ async fn a_taken_number_answers_phone_taken_only_after_a_correct_code() {
     );
     assert_eq!(notices_to(&app, &phone(1041)).await, 0);
 }
+
+#[tokio::test]
+async fn a_batch_of_confirmations_counts_every_guess_and_aliases_are_refused() {
+    let app = TestApp::spawn().await;
+    let session = app.sign_in(&phone(1051)).await;
+    let new_phone = phone(1052);
+    let code = change_code(&app, &session, &new_phone).await;
+
+    let twice = app
+        .gql_as(
+            &session.access_token,
+            "mutation($p: String!, $c: String!) { a: confirmPhoneChange(phone: $p, code: $c) { id } \
+                                                  b: confirmPhoneChange(phone: $p, code: $c) { id } }",
+            json!({ "p": new_phone, "c": wrong(&code) }),
+        )
+        .await;
+    assert_code(&twice, "BAD_USER_INPUT");
+
+    let op = json!({ "query": CONFIRM, "variables": { "p": new_phone, "c": wrong(&code) } });
+    let auth = format!("Bearer {}", session.access_token);
+    let r = app
+        .post(
+            &[
+                ("content-type", "application/json"),
+                ("authorization", &auth),
+            ],
+            Value::Array(vec![op; 7]).to_string(),
+        )
+        .await;
+    let answers = r.body.as_array().expect("a batch answer");
+    let mut left: Vec<u64> = answers
+        .iter()
+        .filter_map(|a| a["errors"][0]["extensions"]["attemptsLeft"].as_u64())
+        .collect();
+    left.sort_unstable();
+    assert_eq!(left, vec![0, 1, 2, 3, 4], "{answers:?}");
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|a| error_code(a).as_deref() == Some("RATE_LIMITED"))
+            .count(),
+        2
+    );
+    assert_code(
+        &confirm(&app, &session, &new_phone, &code).await,
+        "RATE_LIMITED",
+    );
+}
+
+#[tokio::test]
+async fn a_change_requested_on_one_instance_is_confirmed_on_another() {
+    let url = crate::helpers::shared_database_url().await;
+    let first = TestApp::with_database(&url, &[]).await;
+    let second = TestApp::with_database(&url, &[]).await;
+    let session = first.sign_in(&phone(1061)).await;
+    let code = change_code(&first, &session, &phone(1062)).await;
+    let moved = confirm(&second, &session, &phone(1062), &code).await;
+    assert_ok(&moved);
+    assert_eq!(moved["data"]["confirmPhoneChange"]["phone"], phone(1062));
+    assert_eq!(
+        me_phone(&first, &session).await["data"]["me"]["phone"],
+        phone(1062)
+    );
+}
