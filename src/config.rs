@@ -559,7 +559,7 @@ impl Config {
         }
 
         let default_region: Region = r.parse("DEFAULT_REGION", Region::default())?;
-        let admin_phones = r
+        let admin_phones: BTreeSet<String> = r
             .list("ADMIN_PHONES")
             .iter()
             .map(|raw| {
@@ -585,6 +585,26 @@ impl Config {
             .collect::<Result<_, _>>()?;
 
         let test_phone_numbers = r.test_phone_numbers(default_region, otp_length)?;
+        // A fixed code on an admin's phone would hand the user list to whoever reads the
+        // review notes.
+        if let Some(admin) = test_phone_numbers
+            .keys()
+            .find(|phone| admin_phones.contains(*phone))
+        {
+            return Err(ConfigError::Invalid {
+                name: "TEST_PHONE_NUMBERS",
+                message: format!(
+                    "{admin} is in ADMIN_PHONES: an admin may not sign in with a fixed code"
+                ),
+            });
+        }
+        let reauth_max_age = r.seconds("REAUTH_MAX_AGE_SECONDS", 300)?;
+        if reauth_max_age > Duration::from_secs(86_400) {
+            return Err(ConfigError::Invalid {
+                name: "REAUTH_MAX_AGE_SECONDS",
+                message: "must be at most 86400 (a day): it bounds how old a sign-in may delete the account".into(),
+            });
+        }
         let sms_text = r.sms_text()?;
 
         let cors = r.list("CORS_ALLOWED_ORIGINS");
@@ -641,7 +661,7 @@ impl Config {
             },
             test_phone_numbers,
             sms_text,
-            reauth_max_age: r.seconds("REAUTH_MAX_AGE_SECONDS", 300)?,
+            reauth_max_age,
         };
         config.check_production(sms_provider_raw.is_some())?;
         Ok(config)

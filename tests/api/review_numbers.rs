@@ -71,6 +71,12 @@ fn review_numbers_are_validated_and_production_takes_them_only_when_listed() {
             "{value}: {err}"
         );
     }
+    let admin = config(&[
+        ("ADMIN_PHONES", "+79990000001"),
+        ("TEST_PHONE_NUMBERS", "+7 999 000 00 01=1234"),
+    ])
+    .expect_err("an admin phone");
+    assert!(admin.contains("ADMIN_PHONES"), "{admin}");
     let six = config(&[
         ("OTP_LENGTH", "6"),
         ("TEST_PHONE_NUMBERS", "+79990000000=123456"),
@@ -163,4 +169,20 @@ fn the_sms_text_settings_are_validated() {
     ])
     .expect("valid");
     assert_eq!(ok.sms_text.webotp_domain.as_deref(), Some("localhost"));
+}
+
+#[test]
+fn the_reauthentication_window_is_validated() {
+    assert_eq!(config(&[]).expect("defaults").reauth_max_age.as_secs(), 300);
+    assert_eq!(
+        config(&[("REAUTH_MAX_AGE_SECONDS", "60")])
+            .expect("60 s")
+            .reauth_max_age
+            .as_secs(),
+        60
+    );
+    for bad in ["0", "86401", "-1", "soon"] {
+        let err = config(&[("REAUTH_MAX_AGE_SECONDS", bad)]).expect_err(bad);
+        assert!(err.contains("REAUTH_MAX_AGE_SECONDS"), "{bad}: {err}");
+    }
 }
