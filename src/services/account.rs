@@ -29,24 +29,9 @@ pub async fn delete_account(state: &AppState, caller: &AccessToken) -> AppResult
     let txn = state.db.begin().await?;
     let backend = txn.get_database_backend();
     // A logged-out sign-in's access token lives on until it expires; it must not delete.
-    let live = txn
-        .query_one(db::raw(
-            backend,
-            "SELECT 1 AS live FROM refresh_tokens \
-             WHERE family_id = ? AND user_id = ? AND revoked_at IS NULL AND expires_at > ?",
-            vec![
-                caller.session_id.as_str().into(),
-                user_id.into(),
-                now.into(),
-            ],
-        ))
-        .await?
-        .is_some();
-    if !live {
+    if !tokens::session_is_live(&txn, user_id, &caller.session_id, now).await? {
         txn.rollback().await?;
-        return Err(AppError::Unauthenticated(
-            "This sign-in has ended; sign in again.",
-        ));
+        return Err(tokens::session_ended());
     }
     tokens::revoke_sessions(&txn, state, user_id, None).await?;
     txn.execute(db::raw(

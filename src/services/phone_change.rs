@@ -50,7 +50,8 @@ pub async fn request_phone_change(
 /// Moves the caller to `phone` once `code` checks out, in one transaction: the code is
 /// consumed, the phone changes (PHONE_TAKEN when another account has it, decided by the
 /// unique index, so two users racing for one number cannot both win), the caller's other
-/// sign-ins are revoked and the old number's notice is queued.
+/// sign-ins are revoked and the old number's notice is queued. The caller's own sign-in must
+/// still be live.
 #[tracing::instrument(skip_all, fields(user_id = caller.user_id, phone = %phone))]
 pub async fn confirm_phone_change(
     state: &AppState,
@@ -68,6 +69,12 @@ pub async fn confirm_phone_change(
     let old_phone = Phone::from_e164(user.phone);
     let now = state.clock.now();
     let txn = otp::claim_code(state, &phone, &code, ip, now).await?;
+    // Checked after the code (a wrong guess counts either way) and before anything moves: an
+    // access token that outlived its logout must not move the account.
+    if !tokens::session_is_live(&txn, caller.user_id, &caller.session_id, now).await? {
+        txn.rollback().await?;
+        return Err(tokens::session_ended());
+    }
 
     // A savepoint: a unique violation must not abort the transaction that consumed the code
     // (PostgreSQL refuses every statement after an error until a rollback).

@@ -254,6 +254,28 @@ pub async fn logout(state: &AppState, raw: &str) -> AppResult<bool> {
     Ok(state.db.execute(stmt).await?.rows_affected() > 0)
 }
 
+/// Whether the sign-in `session_id` of `user_id` still has a live refresh token: an access token
+/// outlives a logout by up to its TTL, and must not change or delete the account in that time.
+pub async fn session_is_live(
+    conn: &impl ConnectionTrait,
+    user_id: i64,
+    session_id: &str,
+    now: DateTime<Utc>,
+) -> AppResult<bool> {
+    let stmt = db::raw(
+        conn.get_database_backend(),
+        "SELECT 1 AS live FROM refresh_tokens \
+         WHERE family_id = ? AND user_id = ? AND revoked_at IS NULL AND expires_at > ?",
+        vec![session_id.into(), user_id.into(), now.into()],
+    );
+    Ok(conn.query_one(stmt).await?.is_some())
+}
+
+/// The error for an access token whose sign-in has ended.
+pub fn session_ended() -> AppError {
+    AppError::Unauthenticated("This sign-in has ended; sign in again.")
+}
+
 /// Revokes every sign-in of `user_id`; returns how many sign-ins (families) were still live.
 pub async fn logout_all(state: &AppState, user_id: i64) -> AppResult<i32> {
     revoke_sessions(&state.db, state, user_id, None).await

@@ -297,3 +297,26 @@ async fn a_change_requested_on_one_instance_is_confirmed_on_another() {
         phone(1062)
     );
 }
+
+#[tokio::test]
+async fn a_logged_out_sign_in_cannot_move_the_account() {
+    let app = TestApp::spawn().await;
+    let session = app.sign_in(&phone(1071)).await;
+    let code = change_code(&app, &session, &phone(1072)).await;
+    let logout = app
+        .gql(
+            "mutation($t: String!) { logout(refreshToken: $t) }",
+            json!({ "t": session.refresh_token }),
+        )
+        .await;
+    assert_eq!(logout["data"]["logout"], true);
+    assert_code(
+        &confirm(&app, &session, &phone(1072), &code).await,
+        "UNAUTHENTICATED",
+    );
+    assert_eq!(
+        me_phone(&app, &session).await["data"]["me"]["phone"],
+        phone(1071)
+    );
+    assert_eq!(notices_to(&app, &phone(1071)).await, 0);
+}
