@@ -186,3 +186,75 @@ fn the_reauthentication_window_is_validated() {
         assert!(err.contains("REAUTH_MAX_AGE_SECONDS"), "{bad}: {err}");
     }
 }
+
+/// Starts the real binary in production with `extra`, waits until it is ready, stops it with
+/// SIGTERM and returns everything it logged.
+async fn production_start_log(extra: &[(&str, &str)]) -> String {
+    let dir = std::env::temp_dir().join(format!(
+        "phone-auth-review-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_phone-auth"));
+    command
+        .current_dir(&dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("APP_ENV", "production")
+        .env("JWT_SECRET", "a-production-secret-of-at-least-32-bytes!")
+        .env("SMS_PROVIDER", "console")
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in extra {
+        command.env(k, v);
+    }
+    let child = command.spawn().expect("the binary starts");
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..300 {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+        {
+            if r.status().is_success() {
+                ready = true;
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let output = child.wait_with_output().expect("the binary stops");
+    let _ = std::fs::remove_dir_all(&dir);
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(ready, "not ready within 3 s: {log}");
+    log
+}
+
+#[tokio::test]
+async fn production_warns_at_start_while_review_numbers_are_set() {
+    // Eight digits: a code no timestamp of the log is likely to contain by chance.
+    let with = production_start_log(&[
+        ("OTP_LENGTH", "8"),
+        ("TEST_PHONE_NUMBERS", "+79990000000=86420975"),
+    ])
+    .await;
+    assert!(with.contains("TEST_PHONE_NUMBERS is set"), "{with}");
+    assert!(!with.contains("86420975"), "the code is not logged: {with}");
+    let without = production_start_log(&[]).await;
+    assert!(!without.contains("TEST_PHONE_NUMBERS"), "{without}");
+}
