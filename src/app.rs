@@ -133,6 +133,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if config.limits.sms_global_per_day == 0 {
         tracing::warn!("SMS_GLOBAL_PER_DAY is off: nothing caps the daily SMS spend");
     }
+    if !config.test_phone_numbers.is_empty() {
+        let count = config.test_phone_numbers.len();
+        // Fixed codes are a way in for whoever learns them: production says so at every start.
+        if config.is_production() {
+            tracing::warn!(
+                count,
+                "TEST_PHONE_NUMBERS is set: these numbers sign in with fixed codes and get no SMS"
+            );
+        } else {
+            tracing::info!(count, "TEST_PHONE_NUMBERS: review numbers with fixed codes");
+        }
+    }
     tracing::info!(provider = config.sms_provider.name(), "SMS provider");
     let addr = config.listen_addr;
     let state = build_state(config).await?;

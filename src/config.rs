@@ -3,7 +3,7 @@
 //! function, so tests build configurations without touching process state.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     fmt,
     net::{IpAddr, SocketAddr},
     str::FromStr,
@@ -195,6 +195,24 @@ pub struct WebSocketLimits {
     pub max_connections_per_client: usize,
 }
 
+/// The text of a code SMS (`SMS_TEMPLATE`, `SMS_APP_NAME`, `WEBOTP_DOMAIN`, `ANDROID_APP_HASH`);
+/// `sms::text` renders it.
+#[derive(Clone, Debug)]
+pub struct SmsText {
+    /// Holds `{code}` and may hold `{app}`; one line.
+    pub template: String,
+    pub app_name: String,
+    /// Adds the WebOTP line `@domain #code` (last line) so browsers offer the code.
+    pub webotp_domain: Option<String>,
+    /// Adds Android's 11-character SMS Retriever app hash line.
+    pub android_app_hash: Option<String>,
+}
+
+/// Longest template and app name: the whole message must stay within one SMS (Android's SMS
+/// Retriever reads at most 140 bytes).
+const MAX_TEMPLATE_LEN: usize = 80;
+const MAX_APP_NAME_LEN: usize = 30;
+
 #[derive(Clone)]
 pub struct Config {
     pub app_env: AppEnv,
@@ -233,6 +251,12 @@ pub struct Config {
     pub cors_allowed_origins: Option<Vec<String>>,
     pub graphql: GraphqlLimits,
     pub websocket: WebSocketLimits,
+    /// `TEST_PHONE_NUMBERS`: review and end-to-end numbers (E.164 → fixed code) that get no SMS.
+    pub test_phone_numbers: BTreeMap<String, String>,
+    pub sms_text: SmsText,
+    /// How recent the verifyCode behind a sign-in must be for deleteAccount
+    /// (`REAUTH_MAX_AGE_SECONDS`).
+    pub reauth_max_age: Duration,
 }
 
 impl fmt::Debug for Config {
@@ -462,6 +486,128 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
     }
 }
 
+/// Review numbers and the SMS text.
+impl<F: Fn(&str) -> Option<String>> Reader<F> {
+    /// `TEST_PHONE_NUMBERS`: `phone=code` pairs; phones in any accepted form, codes of
+    /// `OTP_LENGTH` digits.
+    fn test_phone_numbers(
+        &self,
+        region: Region,
+        otp_length: usize,
+    ) -> Result<BTreeMap<String, String>, ConfigError> {
+        let name = "TEST_PHONE_NUMBERS";
+        let invalid = |message: String| ConfigError::Invalid { name, message };
+        let mut numbers = BTreeMap::new();
+        for pair in self.list(name) {
+            let Some((raw_phone, code)) = pair.split_once('=') else {
+                return Err(invalid(format!("expected phone=code, got {pair:?}")));
+            };
+            let phone = Phone::parse(raw_phone.trim(), region)
+                .map_err(|_| invalid(format!("not a phone number: {:?}", raw_phone.trim())))?;
+            let code = code.trim();
+            if code.len() != otp_length || !code.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(invalid(format!(
+                    "the code for {} must be {otp_length} digits (OTP_LENGTH)",
+                    phone.as_str()
+                )));
+            }
+            if numbers
+                .insert(phone.as_str().to_owned(), code.to_owned())
+                .is_some()
+            {
+                return Err(invalid(format!("{} is listed twice", phone.as_str())));
+            }
+        }
+        Ok(numbers)
+    }
+
+    fn sms_text(&self) -> Result<SmsText, ConfigError> {
+        // Trimmed like every value; a template may not span lines (the autofill lines follow it).
+        let template = self
+            .raw("SMS_TEMPLATE")
+            .unwrap_or_else(|| "Your {app} code: {code}".to_owned());
+        let invalid_template = |message: &str| ConfigError::Invalid {
+            name: "SMS_TEMPLATE",
+            message: message.to_owned(),
+        };
+        if !template.contains("{code}") {
+            return Err(invalid_template("must contain {code}"));
+        }
+        let unknown = template
+            .replace("{code}", "")
+            .replace("{app}", "")
+            .contains(['{', '}']);
+        if unknown {
+            return Err(invalid_template(
+                "only {code} and {app} may appear in braces",
+            ));
+        }
+        if template.chars().any(char::is_control) || template.chars().count() > MAX_TEMPLATE_LEN {
+            return Err(invalid_template(&format!(
+                "must be one line of at most {MAX_TEMPLATE_LEN} characters"
+            )));
+        }
+        let app_name = self
+            .raw("SMS_APP_NAME")
+            .unwrap_or_else(|| "phone-auth".to_owned());
+        if app_name.chars().any(char::is_control) || app_name.chars().count() > MAX_APP_NAME_LEN {
+            return Err(ConfigError::Invalid {
+                name: "SMS_APP_NAME",
+                message: format!("must be one line of at most {MAX_APP_NAME_LEN} characters"),
+            });
+        }
+        let webotp_domain = self
+            .raw("WEBOTP_DOMAIN")
+            .map(|raw| {
+                let domain = raw.to_ascii_lowercase();
+                let labels_ok = domain.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && !label.starts_with('-')
+                        && !label.ends_with('-')
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+                if labels_ok && domain.len() <= 253 {
+                    Ok(domain)
+                } else {
+                    Err(ConfigError::Invalid {
+                        name: "WEBOTP_DOMAIN",
+                        message: format!(
+                            "expected a host name such as app.example.com (no scheme, port or path), got {raw:?}"
+                        ),
+                    })
+                }
+            })
+            .transpose()?;
+        let android_app_hash = self
+            .raw("ANDROID_APP_HASH")
+            .map(|hash| {
+                // The Base64 of a truncated SHA-256, as Google's AppSignatureHelper prints it.
+                let base64 = hash
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/');
+                if hash.len() == 11 && base64 {
+                    Ok(hash)
+                } else {
+                    Err(ConfigError::Invalid {
+                        name: "ANDROID_APP_HASH",
+                        message: "expected the 11-character app hash (letters, digits, + and /)"
+                            .into(),
+                    })
+                }
+            })
+            .transpose()?;
+        Ok(SmsText {
+            template,
+            app_name,
+            webotp_domain,
+            android_app_hash,
+        })
+    }
+}
+
 impl Config {
     /// Reads the process environment (`.env` must already be loaded by the caller).
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -522,7 +668,7 @@ impl Config {
         }
 
         let default_region: Region = r.parse("DEFAULT_REGION", Region::default())?;
-        let admin_phones = r
+        let admin_phones: BTreeSet<String> = r
             .list("ADMIN_PHONES")
             .iter()
             .map(|raw| {
@@ -555,6 +701,28 @@ impl Config {
                 message: "must be between 16 and 128 (bits of an IPv6 network)".into(),
             });
         }
+        let test_phone_numbers = r.test_phone_numbers(default_region, otp_length)?;
+        // A fixed code on an admin's phone would hand the user list to whoever reads the
+        // review notes.
+        if let Some(admin) = test_phone_numbers
+            .keys()
+            .find(|phone| admin_phones.contains(*phone))
+        {
+            return Err(ConfigError::Invalid {
+                name: "TEST_PHONE_NUMBERS",
+                message: format!(
+                    "{admin} is in ADMIN_PHONES: an admin may not sign in with a fixed code"
+                ),
+            });
+        }
+        let reauth_max_age = r.seconds("REAUTH_MAX_AGE_SECONDS", 300)?;
+        if reauth_max_age > Duration::from_secs(86_400) {
+            return Err(ConfigError::Invalid {
+                name: "REAUTH_MAX_AGE_SECONDS",
+                message: "must be at most 86400 (a day): it bounds how old a sign-in may delete the account".into(),
+            });
+        }
+        let sms_text = r.sms_text()?;
 
         let cors = r.list("CORS_ALLOWED_ORIGINS");
         let config = Config {
@@ -625,6 +793,9 @@ impl Config {
                     n => n,
                 },
             },
+            test_phone_numbers,
+            sms_text,
+            reauth_max_age,
         };
         config.check_production(sms_provider_raw.is_some())?;
         Ok(config)
@@ -686,6 +857,13 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The fixed code of a review number (`TEST_PHONE_NUMBERS`), if `phone` is one.
+    pub fn test_code_for(&self, phone: &Phone) -> Option<&str> {
+        self.test_phone_numbers
+            .get(phone.as_str())
+            .map(String::as_str)
     }
 
     pub fn is_production(&self) -> bool {

@@ -21,6 +21,7 @@ pub mod code {
     pub const INVITE_CODE_NOT_FOUND: &str = "INVITE_CODE_NOT_FOUND";
     pub const INVITE_ALREADY_ACTIVATED: &str = "INVITE_ALREADY_ACTIVATED";
     pub const SELF_INVITE: &str = "SELF_INVITE";
+    pub const PHONE_TAKEN: &str = "PHONE_TAKEN";
     pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
 }
 
@@ -49,6 +50,12 @@ pub enum AppError {
     InviteAlreadyActivated { activated_invite_code: String },
     #[error("You cannot activate your own invite code.")]
     SelfInvite,
+    #[error("Another account uses this phone number.")]
+    PhoneTaken,
+    /// FORBIDDEN with `reason: REAUTHENTICATION_REQUIRED`: the sign-in's verifyCode is too old
+    /// for what was asked (deleteAccount).
+    #[error("Sign in again (request and enter a new code), then retry.")]
+    ReauthenticationRequired,
     #[error("Something went wrong on our side.")]
     Internal(#[source] anyhow::Error),
 }
@@ -90,6 +97,8 @@ impl AppError {
             Self::InviteCodeNotFound => code::INVITE_CODE_NOT_FOUND,
             Self::InviteAlreadyActivated { .. } => code::INVITE_ALREADY_ACTIVATED,
             Self::SelfInvite => code::SELF_INVITE,
+            Self::PhoneTaken => code::PHONE_TAKEN,
+            Self::ReauthenticationRequired => code::FORBIDDEN,
             Self::Internal(_) => code::INTERNAL_SERVER_ERROR,
         }
     }
@@ -115,6 +124,9 @@ impl AppError {
                     "activatedInviteCode",
                     Value::from(activated_invite_code.as_str()),
                 )]
+            }
+            Self::ReauthenticationRequired => {
+                vec![("reason", Value::from("REAUTHENTICATION_REQUIRED"))]
             }
             _ => Vec::new(),
         }

@@ -7,7 +7,7 @@ use super::{
 use crate::{
     domain::{invite_code::InviteCode, otp_code::OtpCode, phone::Phone},
     error::AppError,
-    services::{invites, otp, tokens, users},
+    services::{account, invites, otp, phone_change, tokens, users},
     state::AppState,
 };
 
@@ -99,5 +99,50 @@ impl MutationRoot {
         let user_id = ctx.data_unchecked::<Viewer>().user_id()?;
         let state = ctx.data_unchecked::<AppState>();
         Ok(tokens::revoke_session(state, user_id, &id).await?)
+    }
+
+    /// Send a code to a new phone for the caller; every send rule applies to the new phone.
+    async fn request_phone_change(
+        &self,
+        ctx: &Context<'_>,
+        phone: String,
+    ) -> async_graphql::Result<RequestCodePayload> {
+        let caller = ctx.data_unchecked::<Viewer>().access()?;
+        let state = ctx.data_unchecked::<AppState>();
+        let phone = Phone::parse(&phone, state.config.default_region)?;
+        let ip = ctx.data_unchecked::<ClientIp>().0;
+        Ok(
+            phone_change::request_phone_change(state, &caller, phone, ip)
+                .await?
+                .into(),
+        )
+    }
+
+    /// Move the caller to the new phone once its code checks out (same attempt rules as verifyCode).
+    /// PHONE_TAKEN when another user has it. The old phone gets an SMS saying the number changed.
+    async fn confirm_phone_change(
+        &self,
+        ctx: &Context<'_>,
+        phone: String,
+        code: String,
+    ) -> async_graphql::Result<User> {
+        let caller = ctx.data_unchecked::<Viewer>().access()?;
+        let state = ctx.data_unchecked::<AppState>();
+        let phone = Phone::parse(&phone, state.config.default_region)?;
+        let code = OtpCode::parse(&code, state.config.otp_length)?;
+        let ip = ctx.data_unchecked::<ClientIp>().0;
+        Ok(User(
+            phone_change::confirm_phone_change(state, &caller, phone, code, ip).await?,
+        ))
+    }
+
+    /// Delete the caller: the user row, sign-ins, pending codes and queued SMS. Needs a sign-in whose
+    /// verifyCode is younger than REAUTH_MAX_AGE_SECONDS (default 300); otherwise FORBIDDEN with
+    /// reason REAUTHENTICATION_REQUIRED. Invitees keep their activatedInviteCode and still cannot
+    /// activate another; the phone may sign up again as a new user with a new invite code. Rate-limit
+    /// history of the phone is kept.
+    async fn delete_account(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        let caller = ctx.data_unchecked::<Viewer>().access()?;
+        Ok(account::delete_account(ctx.data_unchecked::<AppState>(), &caller).await?)
     }
 }

@@ -26,6 +26,9 @@ pub const ROOT_FIELDS: &[&str] = &[
     "logoutAll",
     "activateInvite",
     "revokeSession",
+    "requestPhoneChange",
+    "confirmPhoneChange",
+    "deleteAccount",
     "invitedUserJoined",
 ];
 

@@ -157,7 +157,8 @@ pub async fn upgrade(
             );
         }
     };
-    let Some(slot) = SocketSlot::acquire(&state, client_key(ip.0, state.app.config.ip_v6_prefix)) else {
+    let Some(slot) = SocketSlot::acquire(&state, client_key(ip.0, state.app.config.ip_v6_prefix))
+    else {
         tracing::info!("WebSocket upgrade refused: too many sockets from this client");
         return refused(
             StatusCode::TOO_MANY_REQUESTS,
@@ -489,14 +490,27 @@ impl Connection {
                 .get_or_insert_with(Default::default)
                 .set("requestId", rid);
         }
-        let message = match serde_json::to_value(&response) {
-            Ok(payload) => json!({ "id": id, "type": "next", "payload": payload }),
+        // Written straight from the response: a `serde_json::Value` would sort the payload's
+        // keys and undo the selection order the executor restored.
+        #[derive(serde::Serialize)]
+        struct Next<'a> {
+            id: &'a str,
+            #[serde(rename = "type")]
+            kind: &'static str,
+            payload: &'a Response,
+        }
+        let next = Next {
+            id,
+            kind: "next",
+            payload: &response,
+        };
+        match serde_json::to_string(&next) {
+            Ok(text) => send(sink, Message::Text(text.into())).await,
             Err(err) => {
                 tracing::error!(error = %err, "serialising a socket response failed");
-                return Err(Close(1011, "Internal error"));
+                Err(Close(1011, "Internal error"))
             }
-        };
-        self.send(sink, message).await
+        }
     }
 }
 

@@ -2,11 +2,13 @@
 //! talk to the database through single atomic statements or transactions, and return
 //! `AppResult`.
 
+pub mod account;
 pub mod invites;
 pub mod keys;
 pub mod limits;
 pub mod otp;
 pub mod outbox;
+pub mod phone_change;
 pub mod pumping;
 pub mod sessions;
 pub mod tokens;

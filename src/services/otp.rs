@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, TransactionTrait,
     sea_query::{Expr, OnConflict, Query},
 };
 
@@ -61,6 +61,9 @@ pub struct SignIn {
 /// (country, number type: `services::pumping`), a phone whose failure budget is spent, a
 /// resend inside the cooldown, any full send window (per phone, per client, global), and, for
 /// a number that never signed in, the SMS pumping breakers (range, country conversion).
+///
+/// A review number (`TEST_PHONE_NUMBERS`) gets its fixed code and no SMS; every other rule
+/// above applies to it as to any phone.
 #[tracing::instrument(skip_all, fields(phone = %phone))]
 pub async fn request_code(state: &AppState, phone: Phone, ip: IpAddr) -> AppResult<CodeIssued> {
     let config = &state.config;
@@ -68,7 +71,11 @@ pub async fn request_code(state: &AppState, phone: Phone, ip: IpAddr) -> AppResu
     let now = state.clock.now();
     let expires_at = now + config.otp_ttl;
     let resend_available_at = now + config.otp_resend_cooldown;
-    let code = OtpCode::generate(config.otp_length);
+    let test_code = config.test_code_for(&phone).map(str::to_owned);
+    let code = match &test_code {
+        Some(fixed) => OtpCode::parse(fixed, config.otp_length)?,
+        None => OtpCode::generate(config.otp_length),
+    };
     let hash = state
         .keys
         .otp_hash(phone.as_str(), now.timestamp_micros(), code.expose());
@@ -159,17 +166,23 @@ pub async fn request_code(state: &AppState, phone: Phone, ip: IpAddr) -> AppResu
     // The message is committed with the code (the transactional outbox): a provider outage
     // or a crash after the commit loses nothing, and the request never waits for delivery,
     // so its answer gives no timing signal about the phone.
-    outbox::enqueue(
-        &txn,
-        state,
-        code_id,
-        &phone,
-        now,
-        &sms::code_message(code.expose()),
-    )
-    .await?;
+    if test_code.is_none() {
+        outbox::enqueue(
+            &txn,
+            state,
+            code_id,
+            &phone,
+            now,
+            &sms::code_message(&config.sms_text, code.expose()),
+        )
+        .await?;
+    }
     txn.commit().await?;
-    outbox::wake(state);
+    if test_code.is_none() {
+        outbox::wake(state);
+    } else {
+        tracing::info!("review number: fixed code, no SMS");
+    }
 
     let dev_code = config.otp_expose.then(|| code.expose().to_owned());
     crate::metrics::code_issued();
@@ -207,8 +220,30 @@ pub async fn verify_code(
     ip: IpAddr,
     user_agent: Option<&str>,
 ) -> AppResult<SignIn> {
-    let config = &state.config;
     let now = state.clock.now();
+    let txn = claim_code(state, &phone, &code, ip, now).await?;
+    let (user, is_new_user) = users::find_or_create(&txn, &phone, now).await?;
+    let tokens = tokens::sign_in(&txn, state, user.id, user_agent, now).await?;
+    txn.commit().await?;
+    tracing::info!(user_id = user.id, is_new_user, "signed in");
+    Ok(SignIn {
+        user,
+        tokens,
+        is_new_user,
+    })
+}
+
+/// Checks `code` for `phone` under every attempt rule (see [`verify_code`]) and consumes it.
+/// Returns the open transaction that consumed it: the caller adds what the proven phone allows
+/// (a sign-in, a phone change) and commits, or rolls back and the code stays unused.
+pub async fn claim_code(
+    state: &AppState,
+    phone: &Phone,
+    code: &OtpCode,
+    ip: IpAddr,
+    now: DateTime<Utc>,
+) -> AppResult<DatabaseTransaction> {
+    let config = &state.config;
     let max_attempts = config.otp_max_attempts as i32;
 
     let verify_windows = limits::verify_windows(config, ip);
@@ -231,9 +266,9 @@ pub async fn verify_code(
     );
     let Some(row) = txn.query_one(claim).await? else {
         txn.rollback().await?;
-        return Err(why_no_attempt(state, &phone, now).await?);
+        return Err(why_no_attempt(state, phone, now).await?);
     };
-    if let Err(err) = limits::check(&txn, &limits::failure_windows(config, &phone), now).await {
+    if let Err(err) = limits::check(&txn, &limits::failure_windows(config, phone), now).await {
         // The budget is spent: this guess is not looked at, and costs the code nothing.
         txn.rollback().await?;
         return Err(err);
@@ -249,7 +284,7 @@ pub async fn verify_code(
             .keys
             .otp_hash(phone.as_str(), issued_at.timestamp_micros(), code.expose());
     if !constant_time_eq(&presented, &stored_hash) {
-        limits::record_failure(&txn, config, &phone, now).await?;
+        limits::record_failure(&txn, config, phone, now).await?;
         txn.commit().await?;
         crate::metrics::verify_failed();
         tracing::info!(attempts_left, "wrong code");
@@ -265,17 +300,10 @@ pub async fn verify_code(
         txn.rollback().await?;
         return Err(AppError::InvalidCode { attempts_left });
     }
-    let (user, is_new_user) = users::find_or_create(&txn, &phone, now).await?;
-    // The conversion breaker's numerator (no statement when the breaker is off).
-    pumping::record_verified(&txn, config, &phone, now).await?;
-    let tokens = tokens::sign_in(&txn, state, user.id, user_agent, now).await?;
-    txn.commit().await?;
-    tracing::info!(user_id = user.id, is_new_user, "signed in");
-    Ok(SignIn {
-        user,
-        tokens,
-        is_new_user,
-    })
+    // The conversion breaker's numerator (no statement when the breaker is off): a verified
+    // code, whether it signs in or moves an account.
+    pumping::record_verified(&txn, config, phone, now).await?;
+    Ok(txn)
 }
 
 /// The error for a verify that found no attempt to spend: no code, a used one, an expired one,

@@ -58,6 +58,14 @@ const RETENTION: TimeDelta = TimeDelta::days(7);
 /// Longest stored error text (the column's width).
 const MAX_ERROR_LEN: usize = 200;
 
+/// The values of `sms_outbox.kind`.
+pub mod kind {
+    /// The text holds a code; the row is tied to its `otp_codes` row.
+    pub const CODE: &str = "code";
+    /// A message with no code (the phone-change notice); always worth sending.
+    pub const NOTICE: &str = "notice";
+}
+
 /// Adds the message for a freshly issued code. Call it inside the transaction that stores the
 /// code, then [`wake`] the worker after the commit. (A message still pending for the phone's
 /// previous code is retired by the worker, not here: the request stays one statement longer,
@@ -65,6 +73,31 @@ const MAX_ERROR_LEN: usize = 200;
 pub async fn enqueue(
     conn: &impl ConnectionTrait,
     state: &AppState,
+    otp_code_id: i64,
+    phone: &Phone,
+    issued_at: DateTime<Utc>,
+    text: &str,
+) -> AppResult<()> {
+    insert(conn, state, kind::CODE, otp_code_id, phone, issued_at, text).await
+}
+
+/// Adds a message that carries no code (in the transaction of the change it reports), then
+/// [`wake`] the worker after the commit. It is retried until `SMS_DELIVERY_GIVE_UP_SECONDS`
+/// like a code.
+pub async fn enqueue_notice(
+    conn: &impl ConnectionTrait,
+    state: &AppState,
+    phone: &Phone,
+    now: DateTime<Utc>,
+    text: &str,
+) -> AppResult<()> {
+    insert(conn, state, kind::NOTICE, 0, phone, now, text).await
+}
+
+async fn insert(
+    conn: &impl ConnectionTrait,
+    state: &AppState,
+    kind: &str,
     otp_code_id: i64,
     phone: &Phone,
     issued_at: DateTime<Utc>,
@@ -79,9 +112,10 @@ pub async fn enqueue(
     let give_up_at = issued_at + state.config.sms_give_up_after;
     conn.execute(db::raw(
         backend,
-        "INSERT INTO sms_outbox (otp_code_id, code_issued_at, phone, payload, status, attempts, \
-         next_attempt_at, give_up_at, created_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)",
+        "INSERT INTO sms_outbox (kind, otp_code_id, code_issued_at, phone, payload, status, \
+         attempts, next_attempt_at, give_up_at, created_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
         vec![
+            kind.into(),
             otp_code_id.into(),
             issued_at.into(),
             phone.as_str().into(),
@@ -94,6 +128,19 @@ pub async fn enqueue(
     ))
     .await?;
     Ok(())
+}
+
+/// Deletes the messages still waiting for `phone` (an account being deleted takes its queued
+/// SMS with it). In the caller's transaction.
+pub async fn delete_pending(conn: &impl ConnectionTrait, phone: &str) -> AppResult<u64> {
+    Ok(conn
+        .execute(db::raw(
+            conn.get_database_backend(),
+            "DELETE FROM sms_outbox WHERE phone = ? AND status = ?",
+            vec![phone.into(), status::PENDING.into()],
+        ))
+        .await?
+        .rows_affected())
 }
 
 /// Tells this instance's worker that a message is waiting (a no-op cost if it is busy: the
@@ -177,10 +224,11 @@ pub async fn deliver_due(state: &AppState) -> AppResult<usize> {
     Ok(retired + attempted)
 }
 
-/// The condition "this message's code is still the phone's current code": a phone's
-/// `otp_codes` row is reused for each new code, with a new `created_at`.
-const CODE_IS_CURRENT: &str = "EXISTS (SELECT 1 FROM otp_codes \
-     WHERE otp_codes.id = sms_outbox.otp_code_id AND otp_codes.created_at = sms_outbox.code_issued_at)";
+/// The condition "this message is still worth sending": a notice always is; a code only while
+/// it is the phone's current code (a phone's `otp_codes` row is reused for each new code, with
+/// a new `created_at`).
+const CODE_IS_CURRENT: &str = "(sms_outbox.kind = 'notice' OR EXISTS (SELECT 1 FROM otp_codes \
+     WHERE otp_codes.id = sms_outbox.otp_code_id AND otp_codes.created_at = sms_outbox.code_issued_at))";
 
 /// Retires pending messages no live worker holds and nobody should send any more: those whose
 /// code was replaced by a newer one (`superseded`: that code no longer works) and those whose

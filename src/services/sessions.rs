@@ -12,7 +12,11 @@ use chrono::{DateTime, Utc};
 use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
-use crate::{db, error::AppResult, state::AppState};
+use crate::{
+    db,
+    error::{AppError, AppResult},
+    state::AppState,
+};
 
 /// The longest `userAgent` kept, in characters.
 pub const MAX_USER_AGENT_CHARS: usize = 200;
@@ -32,6 +36,9 @@ pub struct Grant {
     pub id: String,
     /// The sign-in's absolute end: no token of it outlives this.
     pub expires_at: DateTime<Utc>,
+    /// Its verifyCode (the row's `created_at`): the access tokens' `auth_time`, which
+    /// deleteAccount judges; refreshes keep it.
+    pub auth_time: DateTime<Utc>,
 }
 
 /// Which sign-ins to revoke.
@@ -83,7 +90,11 @@ pub async fn create(
         ],
     ))
     .await?;
-    Ok(Grant { id, expires_at })
+    Ok(Grant {
+        id,
+        expires_at,
+        auth_time: now,
+    })
 }
 
 /// Marks sign-in `id` used now, if it is live, holding its row (PostgreSQL: until `txn`
@@ -98,7 +109,8 @@ pub async fn touch_live(
         .query_one(db::raw(
             txn.get_database_backend(),
             "UPDATE sessions SET last_used_at = ? \
-             WHERE id = ? AND revoked_at IS NULL AND expires_at > ? RETURNING expires_at",
+             WHERE id = ? AND revoked_at IS NULL AND expires_at > ? \
+             RETURNING expires_at, created_at",
             vec![now.into(), id.into(), now.into()],
         ))
         .await?;
@@ -106,9 +118,35 @@ pub async fn touch_live(
         Some(row) => Some(Grant {
             id: id.to_owned(),
             expires_at: row.try_get("", "expires_at")?,
+            auth_time: row.try_get("", "created_at")?,
         }),
         None => None,
     })
+}
+
+/// Whether sign-in `id` of `user_id` is live in the database (not revoked, before its absolute
+/// end), read in `conn`'s transaction: the account-changing mutations (phone change, deletion)
+/// ask the database itself rather than this instance's memory of revocations.
+pub async fn is_live(
+    conn: &impl ConnectionTrait,
+    user_id: i64,
+    id: &str,
+    now: DateTime<Utc>,
+) -> AppResult<bool> {
+    let row = conn
+        .query_one(db::raw(
+            conn.get_database_backend(),
+            "SELECT 1 AS live FROM sessions \
+             WHERE id = ? AND user_id = ? AND revoked_at IS NULL AND expires_at > ?",
+            vec![id.into(), user_id.into(), now.into()],
+        ))
+        .await?;
+    Ok(row.is_some())
+}
+
+/// The error for an access token whose sign-in has ended.
+pub fn ended() -> AppError {
+    AppError::Unauthenticated("This sign-in has ended; sign in again.")
 }
 
 /// Live sign-ins: not revoked, before their absolute end, and used within the refresh-token

@@ -40,6 +40,11 @@ pub struct Claims {
     pub aud: String,
     /// The sign-in (refresh-token family) this access token belongs to.
     pub sid: String,
+    /// When the sign-in's verifyCode happened (OpenID Connect's `auth_time`): refreshes copy
+    /// it, so deleteAccount can ask for a recent one. Missing (a token from before this claim):
+    /// 0, an old sign-in.
+    #[serde(default)]
+    pub auth_time: i64,
 }
 
 /// What a successful sign-in or refresh hands to the client.
@@ -57,6 +62,8 @@ pub struct AccessToken {
     pub session_id: uuid::Uuid,
     /// `exp`, in seconds since the epoch.
     pub expires_at: i64,
+    /// When the sign-in's verifyCode happened (`auth_time`), in seconds since the epoch.
+    pub auth_time: i64,
 }
 
 impl AccessToken {
@@ -90,6 +97,7 @@ pub fn encode_access_token(
         iss: ISSUER.to_owned(),
         aud: AUDIENCE.to_owned(),
         sid: grant.id.clone(),
+        auth_time: grant.auth_time.timestamp(),
     };
     let header = Header {
         typ: Some(ACCESS_TOKEN_TYP.to_owned()),
@@ -119,6 +127,7 @@ pub fn decode_access_token(state: &AppState, token: &str) -> AppResult<AccessTok
         user_id: data.claims.sub.parse().map_err(|_| unauthenticated())?,
         session_id: uuid::Uuid::parse_str(&data.claims.sid).map_err(|_| unauthenticated())?,
         expires_at: data.claims.exp,
+        auth_time: data.claims.auth_time,
     };
     if !access.is_live(state) {
         return Err(unauthenticated());

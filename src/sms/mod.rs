@@ -6,11 +6,13 @@
 mod console;
 mod http;
 mod recording;
+mod text;
 mod twilio;
 mod webhook;
 
 pub use console::ConsoleSender;
 pub use recording::RecordingSender;
+pub use text::{code_message, phone_changed_message};
 pub use twilio::TwilioSender;
 pub use webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookSender, webhook_signature};
 
@@ -64,9 +66,4 @@ pub trait SmsSender: Send + Sync + 'static {
         let _ = message_id;
         self.send(to, text).await
     }
-}
-
-/// The message text for a code.
-pub fn code_message(code: &str) -> String {
-    format!("Your phone-auth code: {code}")
 }

@@ -123,6 +123,21 @@ pub async fn fresh_database_url() -> String {
     }
 }
 
+/// A database two instances can share: a fresh PostgreSQL database with `TEST_DATABASE_URL`,
+/// else a temporary SQLite file (an in-memory SQLite database belongs to one pool).
+pub async fn shared_database_url() -> String {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => fresh_database_url().await,
+        _ => {
+            let path = std::env::temp_dir().join(format!(
+                "phone-auth-shared-{}.db",
+                uuid::Uuid::new_v4().simple()
+            ));
+            format!("sqlite://{}?mode=rwc", path.display())
+        }
+    }
+}
+
 impl TestApp {
     pub async fn spawn() -> Self {
         Self::with_env(&[]).await

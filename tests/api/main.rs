@@ -1,6 +1,7 @@
 //! The API test suite: one binary, every test against the real router and a fresh database
 //! (in-memory SQLite, or PostgreSQL when `TEST_DATABASE_URL` is set).
 
+mod account_deletion;
 mod auth;
 mod development_limits;
 mod fake_sms;
@@ -10,7 +11,9 @@ mod invites;
 mod limits;
 mod outbox;
 mod parsers;
+mod phone_change;
 mod pumping;
+mod review_numbers;
 mod schema_file;
 mod sessions;
 mod sockets;

@@ -1,5 +1,5 @@
 // The README's example operations as a codegen pipeline sees them: operations.graphql must hold
-// exactly the walk-through's operations, @graphql-codegen (typescript + typescript-operations)
+// exactly the walk-through's operations followed by those of docs/app-features.md, @graphql-codegen (typescript + typescript-operations)
 // must type them from schema.graphql, and `tsc --strict` must accept typed-operations.ts, which
 // uses those types. (No server needed: the schema file is the contract; a Rust test keeps the
 // running server's SDL equal to it.)
@@ -21,8 +21,21 @@ function readmeOperations() {
   assert.ok(start >= 0, "README.md has a walk-through section");
   const end = readme.indexOf("\n## ", start + 1);
   const section = readme.slice(start, end < 0 ? undefined : end);
-  const blocks = [...section.matchAll(/^```graphql\n([\s\S]*?)^```/gm)].map((m) => m[1]);
+  const blocks = graphqlBlocks(section);
   assert.ok(blocks.length > 0, "the walk-through has GraphQL examples");
+  return blocks.flatMap((block) => parse(block).definitions.map((d) => print(d)));
+}
+
+/** Every ```graphql block of `markdown`, in order. */
+function graphqlBlocks(markdown) {
+  return [...markdown.matchAll(/^```graphql\n([\s\S]*?)^```/gm)].map((m) => m[1]);
+}
+
+/** The ```graphql blocks of docs/app-features.md (named operations), in order. */
+function appFeaturesOperations() {
+  const doc = readFileSync(join(root, "docs", "app-features.md"), "utf8");
+  const blocks = graphqlBlocks(doc);
+  assert.ok(blocks.length > 0, "docs/app-features.md has GraphQL examples");
   return blocks.flatMap((block) => parse(block).definitions.map((d) => print(d)));
 }
 
@@ -35,18 +48,25 @@ function run(command, args) {
   return result.stdout;
 }
 
-test("operations.graphql holds the README walk-through's operations", () => {
+test("operations.graphql holds the README walk-through's and docs/app-features.md's operations", () => {
   const file = readFileSync(join(here, "operations.graphql"), "utf8");
   const operations = parse(file).definitions.map((d) => print(d));
   // Compared as printed ASTs: comments and layout may differ, the operations may not.
-  assert.deepEqual(operations, readmeOperations());
+  assert.deepEqual(operations, [...readmeOperations(), ...appFeaturesOperations()]);
 });
 
 test("codegen types the README's operations and tsc --strict accepts code using them", () => {
   rmSync(join(here, "generated"), { recursive: true, force: true });
   run("graphql-codegen", ["--config", "codegen.ts", "--silent"]);
   const generated = readFileSync(join(here, "generated", "graphql.ts"), "utf8");
-  for (const type of ["Unnamed_1_Mutation", "Unnamed_3_Query", "Unnamed_9_Query"]) {
+  for (const type of [
+    "Unnamed_1_Mutation",
+    "Unnamed_3_Query",
+    "Unnamed_9_Query",
+    "RequestPhoneChangeMutation",
+    "ConfirmPhoneChangeMutation",
+    "DeleteAccountMutation",
+  ]) {
     assert.match(generated, new RegExp(`export type ${type} =`));
   }
   run("tsc", ["--strict", "--noEmit", "-p", "tsconfig.json"]);

@@ -16,6 +16,9 @@ import type {
   Unnamed_8_Mutation as LogoutAll,
   Unnamed_9_Query as Users,
   Unnamed_9_QueryVariables as UsersVariables,
+  RequestPhoneChangeMutation as RequestPhoneChange,
+  ConfirmPhoneChangeMutation as ConfirmPhoneChange,
+  DeleteAccountMutation as DeleteAccount,
 } from "./generated/graphql";
 
 export function devCode(response: RequestCode): string {
@@ -74,4 +77,21 @@ export function strictness(request: RequestCode, me: Me, users: Users): void {
   // @ts-expect-error endCursor is null on an empty page.
   const cursor: string = me.me.invitedUsers.pageInfo.endCursor;
   void [code, invitedWith, created, cursor];
+}
+
+export function changeCodeSentTo(response: RequestPhoneChange): string {
+  // @ts-expect-error devCode is `string | null`, as for requestCode.
+  const code: string = response.requestPhoneChange.devCode;
+  void code;
+  return response.requestPhoneChange.phone;
+}
+
+export function movedTo(response: ConfirmPhoneChange): string {
+  // @ts-expect-error createdAt was not selected
+  void response.confirmPhoneChange.createdAt;
+  return response.confirmPhoneChange.phone;
+}
+
+export function accountDeleted(response: DeleteAccount): boolean {
+  return response.deleteAccount;
 }

@@ -1,0 +1,68 @@
+//! Deleting an account (App Store guideline 5.1.1(v)): only from a sign-in whose verifyCode is
+//! recent, and all at once: sign-ins, pending codes, queued SMS and the user row go in one
+//! transaction. Invitees keep their `activated_invite_code` (the foreign key only clears
+//! `invited_by_id`), so they still cannot activate another; rate-limit history stays, so a
+//! deletion does not reset a phone's limits.
+
+use sea_orm::{ConnectionTrait, TransactionTrait};
+
+use crate::{
+    db,
+    error::{AppError, AppResult},
+    services::{
+        outbox,
+        sessions::{self, Revoke},
+        tokens::AccessToken,
+    },
+    state::AppState,
+};
+
+/// Deletes the caller. FORBIDDEN (REAUTHENTICATION_REQUIRED) when the sign-in's verifyCode is
+/// older than `REAUTH_MAX_AGE_SECONDS`; UNAUTHENTICATED when the sign-in is no longer live.
+#[tracing::instrument(skip_all, fields(user_id = caller.user_id))]
+pub async fn delete_account(state: &AppState, caller: &AccessToken) -> AppResult<bool> {
+    let now = state.clock.now();
+    let age = now.timestamp().saturating_sub(caller.auth_time);
+    if age > state.config.reauth_max_age.as_secs() as i64 {
+        return Err(AppError::ReauthenticationRequired);
+    }
+    let user_id = caller.user_id;
+    let txn = state.db.begin().await?;
+    let backend = txn.get_database_backend();
+    // A logged-out sign-in's access token lives on until it expires; it must not delete.
+    if !sessions::is_live(&txn, user_id, &caller.session_id.to_string(), now).await? {
+        txn.rollback().await?;
+        return Err(sessions::ended());
+    }
+    sessions::revoke(&txn, state, Revoke::AllOf(user_id)).await?;
+    txn.execute(db::raw(
+        backend,
+        "DELETE FROM refresh_tokens WHERE user_id = ?",
+        vec![user_id.into()],
+    ))
+    .await?;
+    let Some(row) = txn
+        .query_one(db::raw(
+            backend,
+            "DELETE FROM users WHERE id = ? RETURNING phone",
+            vec![user_id.into()],
+        ))
+        .await?
+    else {
+        txn.rollback().await?;
+        return Err(AppError::Unauthenticated(
+            "The signed-in user no longer exists.",
+        ));
+    };
+    let phone: String = row.try_get("", "phone")?;
+    txn.execute(db::raw(
+        backend,
+        "DELETE FROM otp_codes WHERE phone = ?",
+        vec![phone.as_str().into()],
+    ))
+    .await?;
+    outbox::delete_pending(&txn, &phone).await?;
+    txn.commit().await?;
+    tracing::info!("account deleted");
+    Ok(true)
+}
