@@ -2,12 +2,14 @@
 //! (in-memory SQLite, or PostgreSQL when `TEST_DATABASE_URL` is set).
 
 mod auth;
+mod contract_config;
 mod fake_sms;
 mod helpers;
 mod invites;
 mod limits;
 mod outbox;
 mod parsers;
+mod races;
 mod schema_file;
 mod startup;
 mod statements;
