@@ -197,8 +197,9 @@ async fn the_binary_serves_and_shuts_down_gracefully_on_sigterm() {
         .expect("the binary starts");
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
+    // Deadlines, not budgets: a loaded 2-core machine may take seconds to start a debug build.
     let mut ready = false;
-    for _ in 0..200 {
+    for _ in 0..3000 {
         if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
             if r.status().is_success() {
                 ready = true;
@@ -207,7 +208,7 @@ async fn the_binary_serves_and_shuts_down_gracefully_on_sigterm() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    assert!(ready, "not ready within 2 s");
+    assert!(ready, "not ready within 30 s");
     eprintln!("start to /readyz: {} ms", started.elapsed().as_millis());
     assert!(
         dir.join("phone-auth.db").exists(),
@@ -238,7 +239,7 @@ async fn the_binary_serves_and_shuts_down_gracefully_on_sigterm() {
         .expect("kill");
     assert!(kill.success());
     let mut exited = None;
-    for _ in 0..500 {
+    for _ in 0..3000 {
         if let Some(status) = child.try_wait().expect("wait") {
             exited = Some(status);
             break;
@@ -247,7 +248,7 @@ async fn the_binary_serves_and_shuts_down_gracefully_on_sigterm() {
     }
     let status = exited.unwrap_or_else(|| {
         let _ = child.kill();
-        panic!("did not stop within 5 s of SIGTERM")
+        panic!("did not stop within 30 s of SIGTERM")
     });
     assert!(status.success(), "exit status {status:?}");
     let _ = std::fs::remove_dir_all(&dir);

@@ -358,3 +358,54 @@ async fn forgeries_signed_with_the_real_key_are_unauthenticated() {
         assert!(body["data"].is_null(), "{what}: {body}");
     }
 }
+
+/// Refresh tokens are 43 characters: one far longer is refused before it is hashed or looked
+/// up, by refreshToken and logout alike (a cheap guard against hashing megabytes per request).
+#[tokio::test]
+async fn absurdly_long_refresh_tokens_are_refused_without_a_lookup() {
+    let app = TestApp::spawn().await;
+    app.sign_in(&phone(1)).await;
+    let plausible = "x".repeat(43);
+    let long = "x".repeat(10_000);
+    // Statements each call runs, for a token of a plausible length and for a long one.
+    let mut counts = Vec::new();
+    for token in [&plausible, &long] {
+        app.reset_statements();
+        assert_code(&refresh(&app, token).await, "UNAUTHENTICATED");
+        let refreshes = app.statements();
+        app.reset_statements();
+        assert_eq!(logout(&app, token).await["data"]["logout"], false);
+        counts.push((refreshes, app.statements()));
+    }
+    let [
+        (refresh_looked_up, logout_looked_up),
+        (refresh_long, logout_long),
+    ] = counts[..]
+    else {
+        unreachable!("two tokens")
+    };
+    assert!(
+        refresh_long < refresh_looked_up,
+        "refreshToken: {refresh_long} statements for a long token, {refresh_looked_up} for a plausible one"
+    );
+    assert!(
+        logout_long < logout_looked_up,
+        "logout: {logout_long} statements for a long token, {logout_looked_up} for a plausible one"
+    );
+}
+
+/// A refresh token is valid strictly before its expiry: logout answers true one second before
+/// and false at the instant itself.
+#[tokio::test]
+async fn logout_at_the_refresh_tokens_expiry_is_false() {
+    let app = TestApp::with_env(&[("REFRESH_TOKEN_TTL_SECONDS", "3600")]).await;
+    let a = app.sign_in(&phone(1)).await;
+    let b = app.sign_in(&phone(2)).await;
+    app.advance(3599);
+    assert_eq!(logout(&app, &a.refresh_token).await["data"]["logout"], true);
+    app.advance(1);
+    assert_eq!(
+        logout(&app, &b.refresh_token).await["data"]["logout"],
+        false
+    );
+}
