@@ -306,7 +306,8 @@ fn exactly_one_winner(bodies: &[Value]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_activations_of_different_codes_let_exactly_one_win() {
-    let app = Arc::new(TestApp::spawn().await);
+    // A file database with the production pool: the activations really overlap on SQLite.
+    let app = Arc::new(TestApp::for_races(&[]).await);
     let user = app.sign_in(&phone(100)).await;
     let mut inviters = Vec::new();
     for n in 1..=20 {
@@ -359,7 +360,8 @@ async fn concurrent_activations_of_different_codes_let_exactly_one_win() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_activations_of_the_same_code_let_exactly_one_win() {
-    let app = Arc::new(TestApp::spawn().await);
+    // A file database with the production pool: the activations really overlap on SQLite.
+    let app = Arc::new(TestApp::for_races(&[]).await);
     let inviter = app.sign_in(&phone(1)).await;
     let user = app.sign_in(&phone(2)).await;
 
