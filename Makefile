@@ -4,7 +4,7 @@
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-pg fmt lint schema ci bench
+.PHONY: help run test test-pg fmt lint schema ci bench mutants mutants-diff
 
 ## List the targets (the default).
 help:
@@ -35,6 +35,23 @@ lint:
 ## Rewrite schema.graphql from the code.
 schema:
 	UPDATE_SCHEMA=1 cargo test --test api schema_file
+
+## Mutation testing with cargo-mutants (`cargo install cargo-mutants --locked`; settings in
+## .cargo/mutants.toml, guide and latest score in docs/testing-mutants.md). The whole crate is
+## hours on one machine, so it is cut into MUTANTS_SHARDS shards: `make mutants SHARD=3` runs
+## one of them (0 .. MUTANTS_SHARDS-1); machines or CI jobs can take one each.
+MUTANTS_SHARDS ?= 8
+SHARD ?= 0
+MUTANTS_BASE ?= main
+mutants:
+	cargo mutants --shard $(SHARD)/$(MUTANTS_SHARDS) --sharding round-robin --timeout 120 \
+		--output target/mutants-$(SHARD)
+
+## Only the mutants on lines this branch changed against MUTANTS_BASE (minutes, not hours):
+## run it before calling a new or changed rule done, and put the result in the note.
+mutants-diff:
+	git diff $(MUTANTS_BASE)... > target/mutants.diff
+	cargo mutants --in-diff target/mutants.diff --timeout 120 --output target/mutants-diff
 
 ## Everything CI runs: lints, tests on SQLite and PostgreSQL, the client suite (.ci/run).
 ci:

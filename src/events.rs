@@ -87,6 +87,16 @@ impl InviteEvents {
         }
         receiver
     }
+
+    /// How many subscribers would get an activation announced now: the local receivers, or
+    /// none while this instance's PostgreSQL listener is not listening yet. Tests wait on it
+    /// instead of sleeping after a client subscribes.
+    pub fn live_subscribers(&self) -> usize {
+        match &self.listening {
+            Some(listening) if !*listening.borrow() => 0,
+            _ => self.local.receiver_count(),
+        }
+    }
 }
 
 async fn listen(

@@ -204,7 +204,7 @@ async fn a_logged_out_sign_in_cannot_delete_and_anonymous_callers_neither() {
 
 #[tokio::test]
 async fn a_deletion_on_one_instance_ends_the_sign_ins_on_another() {
-    let url = crate::helpers::shared_database_url().await;
+    let url = crate::helpers::file_database_url().await;
     let first = TestApp::with_database(&url, &[]).await;
     let second = TestApp::with_database(&url, &[]).await;
     let session = first.sign_in(&phone(2031)).await;

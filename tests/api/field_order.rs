@@ -320,7 +320,7 @@ async fn subscription_events_keep_the_selection_order() {
          activatedInviteCode id } }",
     )
     .await;
-    wait_until_subscribed().await;
+    wait_until_subscribed(&app, 1).await;
     let invitee = app.sign_in(&phone(2)).await;
     assert_ok(&app.activate(&invitee, &inviter.invite_code).await);
 

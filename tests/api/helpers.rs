@@ -123,14 +123,23 @@ pub async fn fresh_database_url() -> String {
     }
 }
 
-/// A database two instances can share: a fresh PostgreSQL database with `TEST_DATABASE_URL`,
-/// else a temporary SQLite file (an in-memory SQLite database belongs to one pool).
-pub async fn shared_database_url() -> String {
+/// How many connections a test app's pool holds.
+#[derive(Clone, Copy)]
+enum PoolSize {
+    /// 5 (in-memory SQLite always gets 1).
+    Test,
+    /// What the server opens: `DATABASE_MAX_CONNECTIONS`.
+    Production,
+}
+
+/// A fresh database that several connections can share: a new SQLite file in the temporary
+/// directory (as production runs SQLite), or a fresh PostgreSQL database.
+pub async fn file_database_url() -> String {
     match std::env::var("TEST_DATABASE_URL") {
         Ok(url) if url.starts_with("postgres") => fresh_database_url().await,
         _ => {
             let path = std::env::temp_dir().join(format!(
-                "phone-auth-shared-{}.db",
+                "phone-auth-test-{}.db",
                 uuid::Uuid::new_v4().simple()
             ));
             format!("sqlite://{}?mode=rwc", path.display())
@@ -161,9 +170,36 @@ impl TestApp {
         Self::build(url, overrides, true).await
     }
 
+    /// An app for race tests: a SQLite *file* (WAL, the production pool of
+    /// `DATABASE_MAX_CONNECTIONS` connections, default 10) instead of the one-connection
+    /// in-memory database that would serialise every request; PostgreSQL as usual when
+    /// `TEST_DATABASE_URL` is set.
+    pub async fn for_races(overrides: &[(&str, &str)]) -> Self {
+        let url = file_database_url().await;
+        Self::build_with_pool(&url, &[], overrides, false, PoolSize::Production).await
+    }
+
+    /// A test app in which the `BASE` settings named in `defaults` are left out, so those
+    /// variables take the server's own defaults (e.g. the per-IP caps `BASE` turns off).
+    pub async fn with_defaults_for(defaults: &[&str], overrides: &[(&str, &str)]) -> Self {
+        let url = fresh_database_url().await;
+        Self::build_with_pool(&url, defaults, overrides, false, PoolSize::Test).await
+    }
+
     async fn build(url: &str, overrides: &[(&str, &str)], configured_provider: bool) -> Self {
+        Self::build_with_pool(url, &[], overrides, configured_provider, PoolSize::Test).await
+    }
+
+    async fn build_with_pool(
+        url: &str,
+        defaults: &[&str],
+        overrides: &[(&str, &str)],
+        configured_provider: bool,
+        pool: PoolSize,
+    ) -> Self {
         let mut env: HashMap<String, String> = BASE
             .iter()
+            .filter(|(k, _)| !defaults.contains(k))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         env.insert("DATABASE_URL".into(), url.to_owned());
@@ -172,7 +208,11 @@ impl TestApp {
         }
         let config =
             Config::from_lookup(|key| env.get(key).cloned()).expect("test config is valid");
-        let mut conn: DatabaseConnection = db::connect(&config.database_url, 5)
+        let connections = match pool {
+            PoolSize::Test => 5,
+            PoolSize::Production => config.database_max_connections,
+        };
+        let mut conn: DatabaseConnection = db::connect(&config.database_url, connections)
             .await
             .expect("test database opens");
         db::migrate(&conn).await.expect("migrations apply");

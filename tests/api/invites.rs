@@ -306,7 +306,8 @@ fn exactly_one_winner(bodies: &[Value]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_activations_of_different_codes_let_exactly_one_win() {
-    let app = Arc::new(TestApp::spawn().await);
+    // A file database with the production pool: the activations really overlap on SQLite.
+    let app = Arc::new(TestApp::for_races(&[]).await);
     let user = app.sign_in(&phone(100)).await;
     let mut inviters = Vec::new();
     for n in 1..=20 {
@@ -359,7 +360,8 @@ async fn concurrent_activations_of_different_codes_let_exactly_one_win() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_activations_of_the_same_code_let_exactly_one_win() {
-    let app = Arc::new(TestApp::spawn().await);
+    // A file database with the production pool: the activations really overlap on SQLite.
+    let app = Arc::new(TestApp::for_races(&[]).await);
     let inviter = app.sign_in(&phone(1)).await;
     let user = app.sign_in(&phone(2)).await;
 
@@ -412,4 +414,43 @@ async fn signing_in_again_keeps_the_invite_code_and_the_activation() {
     // Still only once: the kept activation still refuses a second one.
     let body = app.activate(&invitee, &inviter.invite_code).await;
     assert_code(&body, "INVITE_ALREADY_ACTIVATED");
+}
+
+/// Wildcards never get past the parser (the test above), so the lookup is proved exact with
+/// well-formed codes that a loose match (`LIKE` with `_`, a prefix or suffix search, a
+/// trimmed or case-folded column compared the wrong way) would find: the real code with one
+/// character changed, at every position. They reach the lookup and find nobody; the real
+/// code, lower-cased, then works.
+#[tokio::test]
+async fn near_misses_of_a_real_code_reach_the_lookup_and_find_nobody() {
+    let app = TestApp::spawn().await;
+    let inviter = app.sign_in(&phone(1)).await;
+    let user = app.sign_in(&phone(2)).await;
+    let real = inviter.invite_code.clone();
+
+    for position in 0..real.len() {
+        let near_miss: String = real
+            .chars()
+            .enumerate()
+            .map(|(i, c)| match (i == position, c) {
+                (false, c) => c,
+                (true, 'A') => 'B',
+                (true, _) => 'A',
+            })
+            .collect();
+        if near_miss == user.invite_code {
+            continue;
+        }
+        let body = app.activate(&user, &near_miss).await;
+        assert_code(&body, "INVITE_CODE_NOT_FOUND");
+        assert_eq!(body["data"], Value::Null, "{near_miss}: {body}");
+    }
+    assert_eq!(me(&app, &user).await["activatedInviteCode"], Value::Null);
+
+    let body = app.activate(&user, &real.to_ascii_lowercase()).await;
+    assert_ok(&body);
+    assert_eq!(
+        body["data"]["activateInvite"]["activatedInviteCode"],
+        real.as_str()
+    );
 }

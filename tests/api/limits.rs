@@ -159,7 +159,8 @@ async fn a_batch_of_guesses_counts_every_guess() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_wrong_guesses_never_exceed_the_attempts() {
-    let app = Arc::new(TestApp::spawn().await);
+    // A file database with the production pool, so the guesses really overlap on SQLite too.
+    let app = Arc::new(TestApp::for_races(&[]).await);
     let code = app.code_for(&phone(1)).await;
     let tasks: Vec<_> = (0..20)
         .map(|_| {
@@ -168,13 +169,29 @@ async fn concurrent_wrong_guesses_never_exceed_the_attempts() {
             tokio::spawn(async move { app.verify(&phone(1), &guess).await })
         })
         .collect();
-    let mut invalid = 0;
+    let mut attempts_left = Vec::new();
+    let mut rate_limited = 0;
     for task in tasks {
-        if error_code(&task.await.expect("task")).as_deref() == Some("INVALID_CODE") {
-            invalid += 1;
+        let body = task.await.expect("task");
+        match error_code(&body).as_deref() {
+            Some("INVALID_CODE") => attempts_left.push(
+                body["errors"][0]["extensions"]["attemptsLeft"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("no attemptsLeft: {body}")),
+            ),
+            Some("RATE_LIMITED") => {
+                assert!(retry_after(&body) >= 1, "{body}");
+                rate_limited += 1;
+            }
+            _ => panic!("neither INVALID_CODE nor RATE_LIMITED: {body}"),
         }
     }
-    assert_eq!(invalid, 5);
+    // Each attempt was counted once: every count from 4 down to 0 was answered exactly once.
+    attempts_left.sort_unstable();
+    assert_eq!(attempts_left, vec![0, 1, 2, 3, 4]);
+    assert_eq!(rate_limited, 15);
+    // The code is dead: the right one is refused too.
+    assert_code(&app.verify(&phone(1), &code).await, "RATE_LIMITED");
 }
 
 #[tokio::test]
@@ -188,7 +205,11 @@ async fn ten_wrong_guesses_a_day_lock_the_phone_until_the_oldest_leaves_the_wind
     assert_code(&body, "RATE_LIMITED");
     // The first five leave the 24-hour window at t=24h: from t=1h01m that is 22h59m.
     assert_eq!(retry_after(&body), 24 * 3600 - 3600 - 61);
-    assert_code(&app.verify(&phone(1), "0000").await, "RATE_LIMITED");
+    // verifyCode answers with the lock's time, not the burned code's (which would be due now:
+    // its cooldown is over).
+    let body = app.verify(&phone(1), "0000").await;
+    assert_code(&body, "RATE_LIMITED");
+    assert_eq!(retry_after(&body), 24 * 3600 - 3600 - 61, "{body}");
     // Another phone is not affected.
     assert_ok(&app.request_code(&phone(2)).await);
 
@@ -201,10 +222,16 @@ async fn ten_wrong_guesses_a_day_lock_the_phone_until_the_oldest_leaves_the_wind
 async fn a_locked_phone_refuses_even_the_right_code() {
     let app = TestApp::with_env(&[("PHONE_FAILURES_PER_DAY", "3")]).await;
     let code = app.code_for(&phone(1)).await;
-    for _ in 0..3 {
-        assert_code(&app.verify(&phone(1), &wrong(&code)).await, "INVALID_CODE");
+    for left in [4, 3, 2] {
+        let body = app.verify(&phone(1), &wrong(&code)).await;
+        assert_code(&body, "INVALID_CODE");
+        assert_eq!(body["errors"][0]["extensions"]["attemptsLeft"], left);
     }
-    assert_code(&app.verify(&phone(1), &code).await, "RATE_LIMITED");
+    // The code itself has two attempts left: the refusal is the phone's daily lock, which
+    // lasts until the first failure leaves the 24-hour window.
+    let body = app.verify(&phone(1), &code).await;
+    assert_code(&body, "RATE_LIMITED");
+    assert_eq!(retry_after(&body), 24 * 3600, "{body}");
 }
 
 #[tokio::test]
@@ -322,18 +349,27 @@ async fn the_global_sms_budget_caps_all_phones() {
 
 #[tokio::test]
 async fn a_refused_request_sends_nothing_and_keeps_the_code() {
-    let app = TestApp::with_env(&[("SMS_GLOBAL_PER_MINUTE", "1")]).await;
+    let app = TestApp::with_env(&[
+        ("SMS_GLOBAL_PER_MINUTE", "2"),
+        ("OTP_RESEND_COOLDOWN_SECONDS", "10"),
+    ])
+    .await;
     let code = app.code_for(&phone(1)).await;
-    app.advance(61);
-    // Cooldown is over, but... the global cap refuses the next phone and nothing changes.
     assert_ok(&app.request_code(&phone(2)).await);
-    app.advance(1);
     app.settle().await;
-    let before = app.sms.messages().len();
-    assert_eq!(before, 2);
-    assert_code(&app.request_code(&phone(3)).await, "RATE_LIMITED");
+    assert_eq!(app.sms.messages().len(), 2);
+    // Phone 1's cooldown is over, but the global cap (full until t=60) refuses its new code…
+    app.advance(11);
+    let body = app.request_code(&phone(1)).await;
+    assert_code(&body, "RATE_LIMITED");
+    assert_eq!(
+        retry_after(&body),
+        49,
+        "the global cap refused, not the cooldown"
+    );
+    // …and the refusal changed nothing: no SMS, and the code phone 1 holds still works.
     app.settle().await;
-    assert_eq!(app.sms.messages().len(), before);
+    assert_eq!(app.sms.messages().len(), 2);
     assert_ok(&app.verify(&phone(1), &code).await);
 }
 
@@ -359,33 +395,33 @@ async fn request_code_answers_alike_for_known_and_unknown_phones() {
     app.advance(61);
     app.reset_statements();
     let known = app.request_code(&phone(1)).await;
-    let known_statements = app.statements();
+    let known_log = app.statement_log();
     app.reset_statements();
     let unknown = app.request_code(&phone(2)).await;
-    let unknown_statements = app.statements();
-    let keys = |v: &Value| {
-        let mut k: Vec<String> = v["data"]["requestCode"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .cloned()
-            .collect();
-        k.sort();
-        k
+    let unknown_log = app.statement_log();
+    // The same answer apart from the phone itself and its code: same times, same fields.
+    let blind = |v: &Value, own: &str| {
+        let mut payload = v["data"]["requestCode"].clone();
+        assert_eq!(payload["phone"], own, "{v}");
+        let code = payload["devCode"].as_str().unwrap_or_else(|| panic!("{v}"));
+        assert_eq!(code.len(), 4, "{v}");
+        payload["phone"] = Value::Null;
+        payload["devCode"] = Value::Null;
+        payload
     };
-    assert_eq!(keys(&known), keys(&unknown));
+    assert_eq!(blind(&known, &phone(1)), blind(&unknown, &phone(2)));
     // The same work on both paths: the users table is consulted only inside the statement
-    // that counts the send windows, whatever the phone.
+    // that counts the send windows (the range breaker's "signed in before?"), whatever the phone.
     assert_eq!(
-        known_statements,
-        unknown_statements,
-        "{:?}",
-        app.statement_log()
+        known_log.len(),
+        unknown_log.len(),
+        "known: {known_log:#?}\nunknown: {unknown_log:#?}"
     );
-    let log = app.statement_log();
-    let with_users: Vec<_> = log.iter().filter(|sql| sql.contains("users")).collect();
-    assert_eq!(with_users.len(), 1, "{log:?}");
-    assert!(with_users[0].contains("rate_events"), "{log:?}");
+    for log in [&known_log, &unknown_log] {
+        let with_users: Vec<_> = log.iter().filter(|sql| sql.contains("users")).collect();
+        assert_eq!(with_users.len(), 1, "{log:?}");
+        assert!(with_users[0].contains("rate_events"), "{log:?}");
+    }
 }
 
 /// Two instances on one database share every limit.

@@ -3,6 +3,7 @@
 
 mod account_deletion;
 mod auth;
+mod contract_config;
 mod development_limits;
 mod fake_sms;
 mod field_order;
@@ -13,6 +14,7 @@ mod outbox;
 mod parsers;
 mod phone_change;
 mod pumping;
+mod races;
 mod review_numbers;
 mod schema_file;
 mod sessions;

@@ -20,7 +20,7 @@ use sha2::Sha256;
 
 use crate::{
     fake_sms::{FakeSms, Mode},
-    helpers::{TestApp, assert_ok, fresh_database_url, phone},
+    helpers::{TestApp, assert_ok, file_database_url, fresh_database_url, phone},
 };
 
 const WEBHOOK_SECRET: &str = "webhook-secret-webhook-secret-0123456789";
@@ -40,21 +40,6 @@ fn webhook_env(fake: &FakeSms) -> Vec<(String, String)> {
 async fn app_with(env: &[(String, String)], extra: &[(&str, &str)]) -> TestApp {
     let url = fresh_database_url().await;
     app_on(&url, env, extra).await
-}
-
-/// A database two instances can share: the PostgreSQL test database, or a SQLite file (an
-/// in-memory SQLite database belongs to one connection pool).
-async fn shared_database_url() -> String {
-    match std::env::var("TEST_DATABASE_URL") {
-        Ok(url) if url.starts_with("postgres") => fresh_database_url().await,
-        _ => {
-            let path = std::env::temp_dir().join(format!(
-                "phone-auth-outbox-{}.db",
-                uuid::Uuid::new_v4().simple()
-            ));
-            format!("sqlite://{}?mode=rwc", path.display())
-        }
-    }
 }
 
 async fn app_on(url: &str, env: &[(String, String)], extra: &[(&str, &str)]) -> TestApp {
@@ -452,7 +437,7 @@ async fn two_instances_never_send_one_message_twice() {
         delay: Duration::from_millis(20),
     });
     let env = webhook_env(&fake);
-    let url = shared_database_url().await;
+    let url = file_database_url().await;
     let a = Arc::new(app_on(&url, &env, &[("SMS_SEND_TIMEOUT_MS", "5000")]).await);
     let b = Arc::new(app_on(&url, &env, &[("SMS_SEND_TIMEOUT_MS", "5000")]).await);
     const MESSAGES: u32 = 40;
@@ -542,7 +527,7 @@ async fn a_message_sealed_under_another_secret_is_given_up() {
     // A restart with a new JWT_SECRET cannot open what the old one sealed.
     let fake = FakeSms::start().await;
     let env = webhook_env(&fake);
-    let url = shared_database_url().await;
+    let url = file_database_url().await;
     let old = app_on(&url, &env, &[]).await;
     old.code_for(&phone(1)).await;
     let new = app_on(
@@ -558,38 +543,39 @@ async fn a_message_sealed_under_another_secret_is_given_up() {
     assert!(fake.requests().is_empty());
 }
 
+/// The provider hangs for longer than any answer may take: a request that waited for
+/// delivery would take the whole send timeout (30 s). Requests must answer well inside it
+/// (10 s: generous for a loaded machine, far from 30 s).
 #[tokio::test]
 async fn request_code_answers_at_once_while_the_provider_hangs() {
     let fake = FakeSms::start().await;
     fake.set_mode(Mode::Hang);
-    let app = app_with(&webhook_env(&fake), &[("SMS_SEND_TIMEOUT_MS", "3000")]).await;
+    let app = app_with(&webhook_env(&fake), &[("SMS_SEND_TIMEOUT_MS", "30000")]).await;
     let worker = OutboxWorker::start(app.state.clone());
+    let prompt = Duration::from_secs(10);
 
     let started = Instant::now();
     assert_ok(&app.request_code(&phone(1)).await);
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < prompt, "{:?}", started.elapsed());
     // The worker is now stuck on the provider; requests still answer at once.
-    for _ in 0..200 {
-        if !fake.requests().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for(|| !fake.requests().is_empty(), "the worker sends").await;
     assert_eq!(fake.requests().len(), 1, "the worker is sending");
     let started = Instant::now();
     assert_ok(&app.request_code(&phone(2)).await);
     let code = app.code_for(&phone(3)).await;
     assert_ok(&app.verify(&phone(3), &code).await);
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < prompt, "{:?}", started.elapsed());
+    assert_eq!(fake.requests().len(), 1, "still on the first message");
     drop(worker);
+}
+
+/// Polls `ready` until it holds, for at most 10 s (a loaded 2-core machine, not a fast one).
+async fn wait_for(ready: impl Fn() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what}: not within 10 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 #[tokio::test]
@@ -602,12 +588,7 @@ async fn stopping_the_worker_finishes_the_batch_it_holds() {
     let app = app_with(&webhook_env(&fake), &[("SMS_SEND_TIMEOUT_MS", "5000")]).await;
     let worker = OutboxWorker::start(app.state.clone());
     app.code_for(&phone(1)).await;
-    for _ in 0..200 {
-        if !fake.requests().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for(|| !fake.requests().is_empty(), "the send starts").await;
     assert_eq!(fake.requests().len(), 1, "the send is in flight");
     // What SIGTERM does after the HTTP server drained.
     worker.stop().await;

@@ -284,7 +284,7 @@ async fn a_batch_of_confirmations_counts_every_guess_and_aliases_are_refused() {
 
 #[tokio::test]
 async fn a_change_requested_on_one_instance_is_confirmed_on_another() {
-    let url = crate::helpers::shared_database_url().await;
+    let url = crate::helpers::file_database_url().await;
     let first = TestApp::with_database(&url, &[]).await;
     let second = TestApp::with_database(&url, &[]).await;
     let session = first.sign_in(&phone(1061)).await;

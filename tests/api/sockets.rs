@@ -100,7 +100,7 @@ async fn queries_and_mutations_over_the_socket_run_nothing() {
     );
     // The socket is still usable for a subscription.
     start(&mut socket, "4", JOINED).await;
-    wait_until_subscribed().await;
+    wait_until_subscribed(&app, 1).await;
     let invitee = app.sign_in(&phone(3)).await;
     assert_ok(&app.activate(&invitee, &session.invite_code).await);
     let event = next_for(&mut socket, "4").await;
@@ -188,7 +188,7 @@ async fn live_operations_per_socket_are_capped() {
         .expect("complete");
     tokio::time::sleep(Duration::from_millis(100)).await;
     start(&mut socket, "4", JOINED).await;
-    wait_until_subscribed().await;
+    wait_until_subscribed(&app, 2).await;
     let invitee = app.sign_in(&phone(2)).await;
     assert_ok(&app.activate(&invitee, &session.invite_code).await);
     let event = next_for(&mut socket, "4").await;
@@ -222,7 +222,7 @@ async fn an_expired_token_closes_the_subscription_with_4401() {
     let addr = serve(&app).await;
     let session = app.sign_in(&phone(1)).await;
     let mut socket = subscribe(addr, Some(&session.access_token)).await;
-    wait_until_subscribed().await;
+    wait_until_subscribed(&app, 1).await;
     // Still open while the token is good.
     assert!(
         tokio::time::timeout(Duration::from_millis(500), socket.next())
@@ -244,7 +244,7 @@ async fn logout_all_closes_the_subscription_with_4401() {
     let addr = serve(&app).await;
     let session = app.sign_in(&phone(1)).await;
     let mut socket = subscribe(addr, Some(&session.access_token)).await;
-    wait_until_subscribed().await;
+    wait_until_subscribed(&app, 1).await;
     assert_ok(
         &app.gql_as(&session.access_token, "mutation { logoutAll }", json!({}))
             .await,
@@ -269,7 +269,7 @@ async fn revocation_on_one_instance_reaches_the_other_within_a_second() {
     let addr_a = serve(&a).await;
     let session = a.sign_in(&phone(1)).await;
     let mut socket = subscribe(addr_a, Some(&session.access_token)).await;
-    wait_until_subscribed().await;
+    wait_until_subscribed(&a, 1).await;
     assert_ok(
         &b.gql_as(&session.access_token, "{ me { id } }", json!({}))
             .await,

@@ -237,3 +237,175 @@ async fn refresh_tokens_are_stored_only_as_hashes() {
         .unwrap();
     assert!(codes.iter().all(|c| c.code_hash.len() == 64));
 }
+
+fn claims_of(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("a JWT has a payload");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url"))
+        .expect("JSON claims")
+}
+
+/// A token signed with the server's own key (derived from the test `JWT_SECRET`): only the
+/// claims or header it is given can make it fail.
+fn sign(app: &TestApp, header: jsonwebtoken::Header, claims: &Value) -> String {
+    jsonwebtoken::encode(&header, claims, &app.state.keys.jwt_encoding).expect("the forgery signs")
+}
+
+fn access_header(alg: jsonwebtoken::Algorithm, typ: Option<&str>) -> jsonwebtoken::Header {
+    jsonwebtoken::Header {
+        typ: typ.map(str::to_owned),
+        ..jsonwebtoken::Header::new(alg)
+    }
+}
+
+/// Forgeries signed with the real key: each changes one thing the server checks. A
+/// re-signed copy of a genuine token is accepted first, so every refusal is for the change.
+#[tokio::test]
+async fn forgeries_signed_with_the_real_key_are_unauthenticated() {
+    use jsonwebtoken::Algorithm::{HS256, HS384, HS512};
+    let app = TestApp::spawn().await;
+    let s = app.sign_in(&phone(1)).await;
+    let genuine = claims_of(&s.access_token);
+
+    let control = sign(&app, access_header(HS256, Some("at+jwt")), &genuine);
+    let body = app.gql_as(&control, ME, json!({})).await;
+    assert_ok(&body);
+    assert_eq!(body["data"]["me"]["id"], s.user_id.as_str());
+
+    let with = |edit: &dyn Fn(&mut Value)| {
+        let mut claims = genuine.clone();
+        edit(&mut claims);
+        claims
+    };
+    let user_id: i64 = s.user_id.parse().expect("numeric user id");
+    let forgeries = [
+        (
+            "HS512",
+            sign(&app, access_header(HS512, Some("at+jwt")), &genuine),
+        ),
+        (
+            "HS384",
+            sign(&app, access_header(HS384, Some("at+jwt")), &genuine),
+        ),
+        (
+            "typ JWT",
+            sign(&app, access_header(HS256, Some("JWT")), &genuine),
+        ),
+        ("no typ", sign(&app, access_header(HS256, None), &genuine)),
+        (
+            "iss",
+            sign(
+                &app,
+                access_header(HS256, Some("at+jwt")),
+                &with(&|c| c["iss"] = json!("someone-else")),
+            ),
+        ),
+        (
+            "no iss",
+            sign(
+                &app,
+                access_header(HS256, Some("at+jwt")),
+                &with(&|c| {
+                    c.as_object_mut().map(|o| o.remove("iss"));
+                }),
+            ),
+        ),
+        (
+            "aud",
+            sign(
+                &app,
+                access_header(HS256, Some("at+jwt")),
+                &with(&|c| c["aud"] = json!("someone-else")),
+            ),
+        ),
+        (
+            "sub as a number",
+            sign(
+                &app,
+                access_header(HS256, Some("at+jwt")),
+                &with(&|c| c["sub"] = json!(user_id)),
+            ),
+        ),
+        (
+            "sub not an id",
+            sign(
+                &app,
+                access_header(HS256, Some("at+jwt")),
+                &with(&|c| c["sub"] = json!(format!("{user_id}x"))),
+            ),
+        ),
+        (
+            "expired",
+            sign(
+                &app,
+                access_header(HS256, Some("at+jwt")),
+                &with(&|c| c["exp"] = json!(c["iat"].as_i64().unwrap_or(0) - 60)),
+            ),
+        ),
+        (
+            "no exp",
+            sign(
+                &app,
+                access_header(HS256, Some("at+jwt")),
+                &with(&|c| {
+                    c.as_object_mut().map(|o| o.remove("exp"));
+                }),
+            ),
+        ),
+    ];
+    for (what, token) in forgeries {
+        let body = app.gql_as(&token, ME, json!({})).await;
+        assert_code(&body, "UNAUTHENTICATED");
+        assert!(body["data"].is_null(), "{what}: {body}");
+    }
+}
+
+/// Refresh tokens are 43 characters: one far longer is refused before it is hashed or looked
+/// up, by refreshToken and logout alike (a cheap guard against hashing megabytes per request).
+#[tokio::test]
+async fn absurdly_long_refresh_tokens_are_refused_without_a_lookup() {
+    let app = TestApp::spawn().await;
+    app.sign_in(&phone(1)).await;
+    let plausible = "x".repeat(43);
+    let long = "x".repeat(10_000);
+    // Statements each call runs, for a token of a plausible length and for a long one.
+    let mut counts = Vec::new();
+    for token in [&plausible, &long] {
+        app.reset_statements();
+        assert_code(&refresh(&app, token).await, "UNAUTHENTICATED");
+        let refreshes = app.statements();
+        app.reset_statements();
+        assert_eq!(logout(&app, token).await["data"]["logout"], false);
+        counts.push((refreshes, app.statements()));
+    }
+    let [
+        (refresh_looked_up, logout_looked_up),
+        (refresh_long, logout_long),
+    ] = counts[..]
+    else {
+        unreachable!("two tokens")
+    };
+    assert!(
+        refresh_long < refresh_looked_up,
+        "refreshToken: {refresh_long} statements for a long token, {refresh_looked_up} for a plausible one"
+    );
+    assert!(
+        logout_long < logout_looked_up,
+        "logout: {logout_long} statements for a long token, {logout_looked_up} for a plausible one"
+    );
+}
+
+/// A refresh token is valid strictly before its expiry: logout answers true one second before
+/// and false at the instant itself.
+#[tokio::test]
+async fn logout_at_the_refresh_tokens_expiry_is_false() {
+    let app = TestApp::with_env(&[("REFRESH_TOKEN_TTL_SECONDS", "3600")]).await;
+    let a = app.sign_in(&phone(1)).await;
+    let b = app.sign_in(&phone(2)).await;
+    app.advance(3599);
+    assert_eq!(logout(&app, &a.refresh_token).await["data"]["logout"], true);
+    app.advance(1);
+    assert_eq!(
+        logout(&app, &b.refresh_token).await["data"]["logout"],
+        false
+    );
+}
