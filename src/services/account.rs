@@ -22,10 +22,7 @@ use crate::{
 #[tracing::instrument(skip_all, fields(user_id = caller.user_id))]
 pub async fn delete_account(state: &AppState, caller: &AccessToken) -> AppResult<bool> {
     let now = state.clock.now();
-    let age = now.timestamp().saturating_sub(caller.auth_time);
-    if age > state.config.reauth_max_age.as_secs() as i64 {
-        return Err(AppError::ReauthenticationRequired);
-    }
+    sessions::require_recent_sign_in(state, caller, now)?;
     let user_id = caller.user_id;
     let txn = state.db.begin().await?;
     let backend = txn.get_database_backend();
@@ -34,13 +31,15 @@ pub async fn delete_account(state: &AppState, caller: &AccessToken) -> AppResult
         txn.rollback().await?;
         return Err(sessions::ended());
     }
-    sessions::revoke(&txn, state, Revoke::AllOf(user_id)).await?;
+    // Refresh tokens first, then the sessions: the order a refresh takes its locks in (token
+    // row, then session row), so a refresh racing the deletion waits instead of deadlocking.
     txn.execute(db::raw(
         backend,
         "DELETE FROM refresh_tokens WHERE user_id = ?",
         vec![user_id.into()],
     ))
     .await?;
+    sessions::revoke(&txn, state, Revoke::AllOf(user_id)).await?;
     let Some(row) = txn
         .query_one(db::raw(
             backend,

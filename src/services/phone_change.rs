@@ -39,6 +39,9 @@ pub async fn request_phone_change(
     phone: Phone,
     ip: IpAddr,
 ) -> AppResult<CodeIssued> {
+    // A stolen access token must not move the account to the thief's phone (and so outlive
+    // every logout): a phone change, like a deletion, needs a recent verifyCode.
+    sessions::require_recent_sign_in(state, caller, state.clock.now())?;
     let user = crate::services::users::find(&state.db, caller.user_id)
         .await?
         .ok_or_else(user_gone)?;
@@ -61,6 +64,7 @@ pub async fn confirm_phone_change(
     code: OtpCode,
     ip: IpAddr,
 ) -> AppResult<users::Model> {
+    sessions::require_recent_sign_in(state, caller, state.clock.now())?;
     let user = crate::services::users::find(&state.db, caller.user_id)
         .await?
         .ok_or_else(user_gone)?;
@@ -71,8 +75,9 @@ pub async fn confirm_phone_change(
     let now = state.clock.now();
     let txn = otp::claim_code(state, &phone, &code, ip, now).await?;
     // Checked after the code (a wrong guess counts either way) and before anything moves: an
-    // access token that outlived its logout must not move the account.
-    if !sessions::is_live(&txn, caller.user_id, &caller.session_id.to_string(), now).await? {
+    // access token that outlived its logout must not move the account. The row is held, so a
+    // logout that starts now waits for this change and then ends the sign-in as usual.
+    if !sessions::hold_if_live(&txn, caller.user_id, &caller.session_id.to_string(), now).await? {
         txn.rollback().await?;
         return Err(sessions::ended());
     }

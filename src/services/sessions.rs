@@ -9,12 +9,13 @@
 //! ([`crate::revocations`]), so the sign-in's access tokens stop at once.
 
 use chrono::{DateTime, Utc};
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, DbBackend};
 use uuid::Uuid;
 
 use crate::{
     db,
     error::{AppError, AppResult},
+    services::tokens::AccessToken,
     state::AppState,
 };
 
@@ -102,46 +103,103 @@ pub async fn create(
 /// `None`: revoked or past its absolute end.
 pub async fn touch_live(
     txn: &impl ConnectionTrait,
+    state: &AppState,
     id: &str,
     now: DateTime<Utc>,
 ) -> AppResult<Option<Grant>> {
+    let max_lifetime = state.config.session_max_lifetime;
     let row = txn
         .query_one(db::raw(
             txn.get_database_backend(),
             "UPDATE sessions SET last_used_at = ? \
-             WHERE id = ? AND revoked_at IS NULL AND expires_at > ? \
+             WHERE id = ? AND revoked_at IS NULL AND expires_at > ? AND created_at > ? \
              RETURNING expires_at, created_at",
-            vec![now.into(), id.into(), now.into()],
+            // `created_at` too: a lowered SESSION_MAX_LIFETIME_SECONDS ends older sign-ins at
+            // once, not only those started after the change.
+            vec![
+                now.into(),
+                id.into(),
+                now.into(),
+                (now - max_lifetime).into(),
+            ],
         ))
         .await?;
     Ok(match row {
-        Some(row) => Some(Grant {
-            id: id.to_owned(),
-            expires_at: row.try_get("", "expires_at")?,
-            auth_time: row.try_get("", "created_at")?,
-        }),
+        Some(row) => {
+            let stored: DateTime<Utc> = row.try_get("", "expires_at")?;
+            let created_at: DateTime<Utc> = row.try_get("", "created_at")?;
+            Some(Grant {
+                id: id.to_owned(),
+                expires_at: stored.min(created_at + max_lifetime),
+                auth_time: created_at,
+            })
+        }
         None => None,
     })
 }
 
 /// Whether sign-in `id` of `user_id` is live in the database (not revoked, before its absolute
-/// end), read in `conn`'s transaction: the account-changing mutations (phone change, deletion)
-/// ask the database itself rather than this instance's memory of revocations.
+/// end), read in `conn`'s transaction: the account-changing mutations ask the database itself
+/// rather than this instance's memory of revocations (which another instance's revocation
+/// reaches up to a second later).
 pub async fn is_live(
     conn: &impl ConnectionTrait,
     user_id: i64,
     id: &str,
     now: DateTime<Utc>,
 ) -> AppResult<bool> {
+    live_row(conn, user_id, id, now, "").await
+}
+
+/// [`is_live`], holding the row until `conn`'s transaction ends (PostgreSQL: `FOR UPDATE`;
+/// SQLite runs one writer at a time): a revocation of this sign-in that starts meanwhile
+/// waits, so a phone change cannot commit after its sign-in's logout.
+pub async fn hold_if_live(
+    conn: &impl ConnectionTrait,
+    user_id: i64,
+    id: &str,
+    now: DateTime<Utc>,
+) -> AppResult<bool> {
+    let lock = match conn.get_database_backend() {
+        DbBackend::Postgres => " FOR UPDATE",
+        _ => "",
+    };
+    live_row(conn, user_id, id, now, lock).await
+}
+
+async fn live_row(
+    conn: &impl ConnectionTrait,
+    user_id: i64,
+    id: &str,
+    now: DateTime<Utc>,
+    lock: &str,
+) -> AppResult<bool> {
     let row = conn
         .query_one(db::raw(
             conn.get_database_backend(),
-            "SELECT 1 AS live FROM sessions \
-             WHERE id = ? AND user_id = ? AND revoked_at IS NULL AND expires_at > ?",
+            &format!(
+                "SELECT 1 AS live FROM sessions \
+                 WHERE id = ? AND user_id = ? AND revoked_at IS NULL AND expires_at > ?{lock}"
+            ),
             vec![id.into(), user_id.into(), now.into()],
         ))
         .await?;
     Ok(row.is_some())
+}
+
+/// Account-changing mutations (phone change, deletion) need a recent verifyCode: an access
+/// token stolen from a sign-in older than `REAUTH_MAX_AGE_SECONDS` cannot move or delete the
+/// account. FORBIDDEN with reason REAUTHENTICATION_REQUIRED otherwise.
+pub fn require_recent_sign_in(
+    state: &AppState,
+    caller: &AccessToken,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    let age = now.timestamp().saturating_sub(caller.auth_time);
+    if age > state.config.reauth_max_age.as_secs() as i64 {
+        return Err(AppError::ReauthenticationRequired);
+    }
+    Ok(())
 }
 
 /// The error for an access token whose sign-in has ended.

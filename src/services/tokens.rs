@@ -201,7 +201,7 @@ pub async fn refresh_token(state: &AppState, raw: &str) -> AppResult<(i64, Token
         Some((user_id, family_id)) => {
             // The sign-in's row, held until commit: a revocation running now either finished
             // first (then this refresh is refused) or waits and then revokes what it mints.
-            let Some(grant) = sessions::touch_live(&txn, &family_id, now).await? else {
+            let Some(grant) = sessions::touch_live(&txn, state, &family_id, now).await? else {
                 txn.rollback().await?;
                 return Err(unauthenticated());
             };
@@ -291,7 +291,9 @@ async fn family_of(
 }
 
 /// Revokes the sign-in a refresh token belongs to. True when the token was valid (its sign-in
-/// live until now).
+/// live until now). A token that was already rotated is reuse, as in refreshToken: whoever
+/// rotated it (a thief who refreshed first) must not keep the sign-in the owner is logging out
+/// of, so its family is revoked and the answer is false.
 pub async fn logout(state: &AppState, raw: &str) -> AppResult<bool> {
     if raw.is_empty() || raw.len() > MAX_REFRESH_TOKEN_LEN {
         return Ok(false);
@@ -299,6 +301,7 @@ pub async fn logout(state: &AppState, raw: &str) -> AppResult<bool> {
     let now = state.clock.now();
     let hash = state.keys.refresh_hash(raw);
     let Some(family_id) = family_of(state, &hash, Token::Active, now).await? else {
+        revoke_family_on_reuse(state, &hash, now).await?;
         return Ok(false);
     };
     let txn = state.db.begin().await?;

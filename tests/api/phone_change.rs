@@ -325,3 +325,50 @@ async fn a_logged_out_sign_in_cannot_move_the_account() {
     );
     assert_eq!(notices_to(&app, &phone(1071)).await, 0);
 }
+
+/// A phone change needs a recent verifyCode, like deleteAccount: an access token stolen from
+/// an older sign-in cannot move the account to the thief's phone (and so outlive every logout).
+/// Refreshing does not make a sign-in recent.
+#[tokio::test]
+async fn an_old_sign_in_cannot_change_the_phone_even_after_refreshing() {
+    let app = TestApp::spawn().await;
+    let session = app.sign_in(&phone(1081)).await;
+    // Recent: the change can be asked for.
+    let code = change_code(&app, &session, &phone(1082)).await;
+    app.advance(301);
+    let refreshed = app
+        .gql(REFRESH, json!({ "t": session.refresh_token }))
+        .await;
+    assert_ok(&refreshed);
+    let refreshed = Session {
+        access_token: refreshed["data"]["refreshToken"]["accessToken"]
+            .as_str()
+            .expect("access token")
+            .to_owned(),
+        ..session.clone()
+    };
+    for caller in [&session, &refreshed] {
+        let asked = request(&app, caller, &phone(1083)).await;
+        assert_code(&asked, "FORBIDDEN");
+        assert_eq!(
+            asked["errors"][0]["extensions"]["reason"], "REAUTHENTICATION_REQUIRED",
+            "{asked}"
+        );
+        let confirmed = confirm(&app, caller, &phone(1082), &code).await;
+        assert_code(&confirmed, "FORBIDDEN");
+        assert_eq!(
+            confirmed["errors"][0]["extensions"]["reason"], "REAUTHENTICATION_REQUIRED",
+            "{confirmed}"
+        );
+    }
+    app.settle().await;
+    assert!(app.sms.last_to(&phone(1083)).is_none(), "a code was sent");
+    assert_eq!(
+        me_phone(&app, &refreshed).await["data"]["me"]["phone"],
+        phone(1081)
+    );
+    // A fresh sign-in on the phone may change it again.
+    app.advance(61);
+    let fresh = app.sign_in(&phone(1081)).await;
+    assert_ok(&request(&app, &fresh, &phone(1083)).await);
+}

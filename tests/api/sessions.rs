@@ -201,6 +201,32 @@ async fn refresh_token_reuse_kills_the_access_tokens_of_the_sign_in() {
     );
 }
 
+/// A thief who refreshed a stolen token first does not keep the sign-in when the owner logs
+/// out with the token they still hold: that token was rotated, so logout treats it as reuse
+/// and ends the whole sign-in (and answers false: the token itself was no longer valid).
+#[tokio::test]
+async fn logout_with_a_rotated_token_ends_the_thiefs_sign_in() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_in(&phone(1)).await;
+    let thief = session_from(&refresh(&app, &owner.refresh_token).await["data"]["refreshToken"])
+        .expect("refresh works");
+    let logout = app
+        .gql(
+            "mutation($t: String!) { logout(refreshToken: $t) }",
+            json!({ "t": owner.refresh_token }),
+        )
+        .await;
+    assert_eq!(logout["data"]["logout"], false, "{logout}");
+    assert_code(
+        &app.gql_as(&thief.access_token, ME, json!({})).await,
+        "UNAUTHENTICATED",
+    );
+    assert_code(
+        &refresh(&app, &thief.refresh_token).await,
+        "UNAUTHENTICATED",
+    );
+}
+
 #[tokio::test]
 async fn a_sign_in_ends_at_its_maximum_lifetime_however_often_it_is_refreshed() {
     let app = TestApp::with_env(&[
@@ -534,6 +560,24 @@ async fn the_revocation_service_ends_other_sign_ins_or_all_within_a_transaction(
     assert_eq!(revoked, 1);
     assert_code(
         &app.gql_as(&mine.access_token, ME, json!({})).await,
+        "UNAUTHENTICATED",
+    );
+}
+
+/// Lowering SESSION_MAX_LIFETIME_SECONDS ends sign-ins started under the old setting too: an
+/// instance running the new setting refuses to refresh one older than it.
+#[tokio::test]
+async fn a_lowered_maximum_lifetime_ends_older_sign_ins() {
+    let url = crate::helpers::file_database_url().await;
+    let before = TestApp::with_database(&url, &[]).await;
+    let after = TestApp::with_database(&url, &[("SESSION_MAX_LIFETIME_SECONDS", "600")]).await;
+    let session = before.sign_in(&phone(1)).await;
+    after.advance(500);
+    let young = refresh(&after, &session.refresh_token).await;
+    let session = session_from(&young["data"]["refreshToken"]).expect("refresh works");
+    after.advance(200);
+    assert_code(
+        &refresh(&after, &session.refresh_token).await,
         "UNAUTHENTICATED",
     );
 }
