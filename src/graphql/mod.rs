@@ -2,6 +2,7 @@
 //! domain types, call one service, and map the result into a GraphQL type.
 
 mod executor;
+pub mod introspection;
 pub mod loaders;
 mod mutation;
 mod operation_metrics;
@@ -14,4 +15,4 @@ pub mod types;
 pub mod viewer;
 
 pub use executor::{GraphqlExecutor, selected_operation};
-pub use schema::{AppSchema, build_schema, schema_builder};
+pub use schema::{AppSchema, build_introspection_schema, build_schema, schema_builder};

@@ -25,7 +25,11 @@ pub struct Shared {
 }
 
 pub fn router(app: AppState) -> Router {
-    let executor = GraphqlExecutor::new(crate::graphql::build_schema(&app), app.db.clone());
+    let executor = GraphqlExecutor::new(
+        crate::graphql::build_schema(&app),
+        crate::graphql::build_introspection_schema(&app),
+        app.db.clone(),
+    );
     let cors = cors::layer(&app.config);
     let state: HttpState = Arc::new(Shared { app, executor });
     let router = Router::new()
