@@ -2,11 +2,17 @@
 //! Library code never reads the environment itself: `Config::from_lookup` takes the lookup
 //! function, so tests build configurations without touching process state.
 
-use std::{collections::BTreeSet, fmt, net::SocketAddr, str::FromStr, time::Duration};
+use std::{
+    collections::BTreeSet, fmt, net::SocketAddr, path::Path, str::FromStr, sync::Arc,
+    time::Duration,
+};
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::domain::phone::{Phone, Region};
+use crate::{
+    domain::phone::{Phone, Region},
+    graphql::persisted::Manifest,
+};
 
 /// Secrets shorter than this are refused in production (RFC 8725 §3.5: full-entropy HMAC keys).
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -129,6 +135,10 @@ pub struct GraphqlLimits {
     pub max_body_bytes: usize,
     /// Longest a GraphQL request may run before it is cut off.
     pub request_timeout: Duration,
+    /// The operations of `PERSISTED_OPERATIONS_FILE`, loaded (and checked) at start.
+    pub persisted_operations: Option<Arc<Manifest>>,
+    /// `PERSISTED_OPERATIONS_ONLY`: refuse every document outside the manifest.
+    pub persisted_operations_only: bool,
 }
 
 #[derive(Clone)]
@@ -433,6 +443,22 @@ impl Config {
             .collect::<Result<_, _>>()?;
 
         let cors = r.list("CORS_ALLOWED_ORIGINS");
+        let persisted_operations = match r.raw("PERSISTED_OPERATIONS_FILE") {
+            None => None,
+            Some(path) => Some(Arc::new(Manifest::load(Path::new(&path)).map_err(
+                |message| ConfigError::Invalid {
+                    name: "PERSISTED_OPERATIONS_FILE",
+                    message,
+                },
+            )?)),
+        };
+        let persisted_operations_only = r.bool("PERSISTED_OPERATIONS_ONLY", false)?;
+        if persisted_operations_only && persisted_operations.is_none() {
+            return Err(ConfigError::Invalid {
+                name: "PERSISTED_OPERATIONS_ONLY",
+                message: "needs PERSISTED_OPERATIONS_FILE (the operations to allow)".to_owned(),
+            });
+        }
         let config = Config {
             app_env,
             database_url: r
@@ -486,6 +512,8 @@ impl Config {
                     0 => Duration::MAX,
                     ms => Duration::from_millis(ms),
                 },
+                persisted_operations,
+                persisted_operations_only,
             },
         };
         config.check_production(sms_provider_raw.is_some())?;

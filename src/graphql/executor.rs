@@ -18,13 +18,17 @@ use async_graphql::{
 use futures_util::{StreamExt, stream, stream::BoxStream};
 use sea_orm::DatabaseConnection;
 
-use super::{AppSchema, introspection, loaders::Loaders, operation_metrics, sensitive_fields};
+use super::{
+    AppSchema, introspection, loaders::Loaders, operation_metrics, persisted::PersistedOperations,
+    sensitive_fields,
+};
 
 #[derive(Clone)]
 pub struct GraphqlExecutor {
     schema: AppSchema,
     /// None when introspection is off: then every operation runs on `schema`.
     introspection: Option<AppSchema>,
+    persisted: Arc<PersistedOperations>,
     db: DatabaseConnection,
 }
 
@@ -38,19 +42,30 @@ impl GraphqlExecutor {
     pub fn new(
         schema: AppSchema,
         introspection: Option<AppSchema>,
+        persisted: PersistedOperations,
         db: DatabaseConnection,
     ) -> Self {
         Self {
             schema,
             introspection,
+            persisted: Arc::new(persisted),
             db,
         }
+    }
+
+    /// Persisted operations (APQ and the trusted manifest): the GET handler resolves a hash
+    /// before its mutation check.
+    pub fn persisted(&self) -> &PersistedOperations {
+        &self.persisted
     }
 
     /// The checks every request passes before execution, its loaders, and the schema it runs
     /// on. A document that does not parse is left to the data schema, which answers with its
     /// own parse error.
     fn admit(&self, request: &mut Request) -> Result<Admitted<'_>, Box<Response>> {
+        if let Err(error) = self.persisted.resolve(request) {
+            return Err(Box::new(Response::from_errors(vec![error])));
+        }
         request.data.insert(Loaders::new(&self.db));
         let operation_name = request.operation_name.clone();
         let Ok(document) = request.parsed_query() else {

@@ -6,6 +6,7 @@ pub mod introspection;
 pub mod loaders;
 mod mutation;
 mod operation_metrics;
+pub mod persisted;
 mod prefetch;
 mod query;
 pub mod schema;

@@ -12,7 +12,10 @@ use std::sync::Arc;
 
 use axum::{Router, middleware, routing::get};
 
-use crate::{graphql::GraphqlExecutor, state::AppState};
+use crate::{
+    graphql::{GraphqlExecutor, persisted::PersistedOperations},
+    state::AppState,
+};
 
 pub use request_id::RequestId;
 
@@ -28,6 +31,10 @@ pub fn router(app: AppState) -> Router {
     let executor = GraphqlExecutor::new(
         crate::graphql::build_schema(&app),
         crate::graphql::build_introspection_schema(&app),
+        PersistedOperations::new(
+            app.config.graphql.persisted_operations.clone(),
+            app.config.graphql.persisted_operations_only,
+        ),
         app.db.clone(),
     );
     let cors = cors::layer(&app.config);

@@ -8,6 +8,7 @@ mod invites;
 mod limits;
 mod outbox;
 mod parsers;
+mod persisted;
 mod query_limits;
 mod schema_file;
 mod startup;
