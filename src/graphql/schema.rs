@@ -1,4 +1,4 @@
-use async_graphql::{Schema, SchemaBuilder};
+use async_graphql::{SDLExportOptions, Schema, SchemaBuilder};
 
 use super::{mutation::MutationRoot, query::QueryRoot, subscription::SubscriptionRoot};
 use crate::state::AppState;
@@ -54,7 +54,11 @@ fn with_common_limits(
     builder
 }
 
-/// The SDL as committed in `schema.graphql`.
+/// The SDL as committed in `schema.graphql`. It names each scalar's specification
+/// (`@specifiedBy`, e.g. RFC 3339 for `DateTime`) because introspection serves it: the file and
+/// the running server's schema must agree, also for tools that ask for `specifiedByURL`.
 pub fn sdl() -> String {
-    schema_builder().finish().sdl()
+    schema_builder()
+        .finish()
+        .sdl_with_options(SDLExportOptions::new().include_specified_by())
 }
