@@ -2,11 +2,16 @@
 //! internet access; otherwise the server falls back to async-graphql's CDN page.
 //!
 //! The bundles come from npm at build or packaging time, never from the repository:
-//! `npm ci --prefix graphiql-assets` puts graphiql's UMD bundle and stylesheet and React's UMD
+//! `npm ci` in `graphiql-assets/` puts graphiql's UMD bundle and stylesheet and React's UMD
 //! builds under `graphiql-assets/node_modules`, which is where this script looks by default.
-//! `GRAPHIQL_ASSETS_DIR` names another `node_modules` directory; when it is set, missing bundles
-//! fail the build instead of falling back (the Dockerfile relies on that to never ship the CDN
-//! page by accident).
+//! When they are missing there and `npm` is on the PATH, this script runs that `npm ci` itself,
+//! so a fresh clone gets the offline page from `cargo run --release` alone; when npm is absent
+//! or fails (no network), the build goes on with the CDN page. `GRAPHIQL_NPM=false` skips the
+//! npm step. Either way a cargo warning names the page that was embedded (docs/tools.md).
+//!
+//! `GRAPHIQL_ASSETS_DIR` names another `node_modules` directory; when it is set, npm is not run
+//! and missing bundles fail the build instead of falling back (the Dockerfile and CI rely on that
+//! to never ship the CDN page by accident).
 //!
 //! What it writes to `OUT_DIR/graphiql_assets.rs` is read by `src/http/graphiql.rs`: a `BUNDLE`
 //! constant, `Some` with every file (copied into `OUT_DIR` and embedded with `include_bytes!`)
@@ -15,6 +20,7 @@
 use std::{
     env, fs,
     path::{Path, PathBuf},
+    process::Command,
 };
 
 /// (name served under /graphiql/<hash>/, path under node_modules or the crate, content type)
@@ -53,6 +59,7 @@ fn main() {
     // Without any rerun-if-changed line cargo would rerun this on every change in the package.
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=GRAPHIQL_ASSETS_DIR");
+    println!("cargo:rerun-if-env-changed=GRAPHIQL_NPM");
 
     let explicit = env::var_os("GRAPHIQL_ASSETS_DIR").filter(|dir| !dir.is_empty());
     let node_modules = match &explicit {
@@ -60,13 +67,34 @@ fn main() {
         None => manifest_dir.join("graphiql-assets").join("node_modules"),
     };
 
-    let missing: Vec<PathBuf> = VENDOR_FILES
-        .iter()
-        .map(|(_, path, _)| node_modules.join(path))
-        .filter(|path| !path.is_file())
-        .collect();
+    let mut missing = missing_files(&node_modules);
+    let mut npm_outcome = None;
+    if !missing.is_empty() && explicit.is_none() && npm_allowed() {
+        // npm ci changes graphiql-assets/, which reruns this script on the next build. After a
+        // failure (offline) that would retry npm on every build, so a failure is remembered in
+        // OUT_DIR and not retried: the warning says to run `npm ci` by hand (`cargo clean`
+        // forgets it).
+        let failed_before = out_dir.join("npm-ci-failed");
+        let outcome = match fs::read_to_string(&failed_before) {
+            Ok(reason) => Err(format!("{reason}, on an earlier build")),
+            Err(_) => {
+                let outcome = npm_ci(&manifest_dir.join("graphiql-assets"));
+                if let Err(reason) = &outcome {
+                    fs::write(&failed_before, reason).expect("OUT_DIR is writable");
+                }
+                outcome
+            }
+        };
+        npm_outcome = Some(outcome);
+        missing = missing_files(&node_modules);
+    }
 
     let generated = if missing.is_empty() {
+        println!(
+            "cargo:warning=GraphiQL: the offline page is embedded (graphiql {} from {})",
+            package_version(&node_modules, "graphiql"),
+            node_modules.display()
+        );
         embed(&manifest_dir, &node_modules, &out_dir)
     } else {
         if explicit.is_some() {
@@ -81,6 +109,16 @@ fn main() {
                     .join(", ")
             );
         }
+        let why = match npm_outcome {
+            None if !npm_allowed() => "GRAPHIQL_NPM=false".to_owned(),
+            None => "the bundles are missing".to_owned(),
+            Some(Err(reason)) => reason,
+            Some(Ok(())) => "npm ci did not produce the bundles".to_owned(),
+        };
+        println!(
+            "cargo:warning=GraphiQL: the CDN page is embedded ({why}); browsers load GraphiQL from \
+             unpkg.com. For the offline page run `npm ci` in graphiql-assets/ and build again."
+        );
         // Watch the nearest existing directory, so that `npm ci` creating node_modules later
         // triggers a rebuild. (A path that does not exist would rerun this script every build.)
         if let Some(existing) = node_modules.ancestors().find(|dir| dir.is_dir()) {
@@ -91,6 +129,63 @@ fn main() {
             .to_owned()
     };
     fs::write(out_dir.join("graphiql_assets.rs"), generated).expect("OUT_DIR is writable");
+}
+
+/// The bundles `node_modules` lacks.
+fn missing_files(node_modules: &Path) -> Vec<PathBuf> {
+    VENDOR_FILES
+        .iter()
+        .map(|(_, path, _)| node_modules.join(path))
+        .filter(|path| !path.is_file())
+        .collect()
+}
+
+/// `GRAPHIQL_NPM` unset or anything but false/0/no/off.
+fn npm_allowed() -> bool {
+    !env::var("GRAPHIQL_NPM").is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "false" | "0" | "no" | "off"
+        )
+    })
+}
+
+/// Runs `npm ci` in `graphiql-assets/` (the versions its lockfile pins). Err says why not, for
+/// the warning: npm is not installed, or it failed (typically: no network).
+fn npm_ci(dir: &Path) -> Result<(), String> {
+    let npm = if cfg!(windows) { "npm.cmd" } else { "npm" };
+    // Short network timeouts: offline, the build should fall back in seconds, not minutes.
+    let output = Command::new(npm)
+        .args([
+            "ci",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            "--fetch-retries=1",
+            "--fetch-timeout=30000",
+        ])
+        .current_dir(dir)
+        .output()
+        .map_err(|err| format!("npm is not available: {err}"))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    // npm's first error lines say what went wrong; the last one only where its log is.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let first: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.contains("complete log of this run"))
+        .take(2)
+        .collect();
+    Err(format!(
+        "npm ci in graphiql-assets failed: {}",
+        if first.is_empty() {
+            "no output".to_owned()
+        } else {
+            first.join("; ")
+        }
+    ))
 }
 
 /// Copies the files into OUT_DIR and returns the Rust source describing them.

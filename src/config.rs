@@ -6,16 +6,21 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     fmt,
     net::{IpAddr, SocketAddr},
+    path::Path,
     str::FromStr,
+    sync::Arc,
     time::Duration,
 };
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::domain::{
-    client_ip::DEFAULT_IPV6_PREFIX,
-    number_type::{self, NumberType},
-    phone::{Phone, Region},
+use crate::{
+    domain::{
+        client_ip::DEFAULT_IPV6_PREFIX,
+        number_type::{self, NumberType},
+        phone::{Phone, Region},
+    },
+    graphql::persisted::Manifest,
 };
 
 /// Secrets shorter than this are refused in production (RFC 8725 §3.5: full-entropy HMAC keys).
@@ -182,6 +187,10 @@ pub struct GraphqlLimits {
     pub max_body_bytes: usize,
     /// Longest a GraphQL request may run before it is cut off.
     pub request_timeout: Duration,
+    /// The operations of `PERSISTED_OPERATIONS_FILE`, loaded (and checked) at start.
+    pub persisted_operations: Option<Arc<Manifest>>,
+    /// `PERSISTED_OPERATIONS_ONLY`: refuse every document outside the manifest.
+    pub persisted_operations_only: bool,
 }
 
 /// The WebSocket door (`/graphql` upgraded, graphql-transport-ws, subscriptions only).
@@ -725,6 +734,22 @@ impl Config {
         let sms_text = r.sms_text()?;
 
         let cors = r.list("CORS_ALLOWED_ORIGINS");
+        let persisted_operations = match r.raw("PERSISTED_OPERATIONS_FILE") {
+            None => None,
+            Some(path) => Some(Arc::new(Manifest::load(Path::new(&path)).map_err(
+                |message| ConfigError::Invalid {
+                    name: "PERSISTED_OPERATIONS_FILE",
+                    message,
+                },
+            )?)),
+        };
+        let persisted_operations_only = r.bool("PERSISTED_OPERATIONS_ONLY", false)?;
+        if persisted_operations_only && persisted_operations.is_none() {
+            return Err(ConfigError::Invalid {
+                name: "PERSISTED_OPERATIONS_ONLY",
+                message: "needs PERSISTED_OPERATIONS_FILE (the operations to allow)".to_owned(),
+            });
+        }
         let config = Config {
             app_env,
             database_url: r
@@ -767,8 +792,11 @@ impl Config {
             ip_v6_prefix,
             cors_allowed_origins: if cors.is_empty() { None } else { Some(cors) },
             graphql: GraphqlLimits {
+                // Calibrated from the contract (docs/tools.md, "Query limits"): its deepest
+                // operation is 7 fields deep and its costliest, a page of 100 with every
+                // field, costs 1613; introspection has its own depth (graphql::introspection).
                 max_depth: r.parse("GRAPHQL_MAX_DEPTH", 10)?,
-                max_complexity: r.parse("GRAPHQL_MAX_COMPLEXITY", 1000)?,
+                max_complexity: r.parse("GRAPHQL_MAX_COMPLEXITY", 2000)?,
                 max_batch: r.parse("GRAPHQL_MAX_BATCH", 10)?,
                 introspection: r.bool("GRAPHQL_INTROSPECTION", dev)?,
                 // 0 turns the limit off, as for every limit.
@@ -781,6 +809,8 @@ impl Config {
                     0 => Duration::MAX,
                     ms => Duration::from_millis(ms),
                 },
+                persisted_operations,
+                persisted_operations_only,
             },
             websocket: WebSocketLimits {
                 init_timeout: r.seconds("WS_INIT_TIMEOUT_SECONDS", 10)?,

@@ -23,6 +23,11 @@ pub mod code {
     pub const SELF_INVITE: &str = "SELF_INVITE";
     pub const PHONE_TAKEN: &str = "PHONE_TAKEN";
     pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
+    /// Apollo's automatic persisted queries: the hash is unknown here; send the document too.
+    pub const PERSISTED_QUERY_NOT_FOUND: &str = "PERSISTED_QUERY_NOT_FOUND";
+    /// This kind of request is not accepted: an unknown persisted-query version, or, with
+    /// `PERSISTED_OPERATIONS_ONLY`, a document outside the manifest.
+    pub const PERSISTED_QUERY_NOT_SUPPORTED: &str = "PERSISTED_QUERY_NOT_SUPPORTED";
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,8 +1,10 @@
 //! The schema as the transports run it. Every request — POST, GET, and each operation sent over
 //! a WebSocket — goes through [`GraphqlExecutor`], which parses the document once (async-graphql
 //! keeps the parsed document in the request and does not parse it again), refuses a repeated
-//! mutation field (`sensitive_fields`), gives the operation its own DataLoaders (a cache never outlives
-//! one operation, even on a long-lived socket), and records the operation's metrics.
+//! mutation field (`sensitive_fields`), gives the operation its own DataLoaders (a cache never
+//! outlives one operation, even on a long-lived socket), sends an introspection-only operation to
+//! the introspection schema (its own depth limit, see [`introspection`](super::introspection)), and
+//! records the operation's metrics.
 //!
 //! Doing this here rather than in async-graphql extensions matters for speed: once a schema has
 //! any extension, every field of every row resolves through the extension chain.
@@ -17,50 +19,88 @@ use futures_util::{StreamExt, stream, stream::BoxStream};
 use sea_orm::DatabaseConnection;
 
 use super::{
-    AppSchema, loaders::Loaders, operation_metrics, response_order::ResponseOrder, sensitive_fields,
+    AppSchema, introspection, loaders::Loaders, operation_metrics, persisted::PersistedOperations,
+    response_order::ResponseOrder, sensitive_fields,
 };
 
 #[derive(Clone)]
 pub struct GraphqlExecutor {
     schema: AppSchema,
+    /// None when introspection is off: then every operation runs on `schema`.
+    introspection: Option<AppSchema>,
+    persisted: Arc<PersistedOperations>,
     db: DatabaseConnection,
 }
 
+/// What [`GraphqlExecutor::admit`] decided for a request.
+struct Admitted<'a> {
+    schema: &'a AppSchema,
+    fields: Vec<operation_metrics::RootField>,
+}
+
 impl GraphqlExecutor {
-    pub fn new(schema: AppSchema, db: DatabaseConnection) -> Self {
-        Self { schema, db }
+    pub fn new(
+        schema: AppSchema,
+        introspection: Option<AppSchema>,
+        persisted: PersistedOperations,
+        db: DatabaseConnection,
+    ) -> Self {
+        Self {
+            schema,
+            introspection,
+            persisted: Arc::new(persisted),
+            db,
+        }
     }
 
-    /// The checks every request passes before execution, and its loaders. A document that does
-    /// not parse is left to the schema, which answers with its own parse error.
-    fn admit(
-        &self,
-        request: &mut Request,
-    ) -> Result<Vec<operation_metrics::RootField>, Box<Response>> {
+    /// Persisted operations (APQ and the trusted manifest): the GET handler resolves a hash
+    /// before its mutation check.
+    pub fn persisted(&self) -> &PersistedOperations {
+        &self.persisted
+    }
+
+    /// The checks every request passes before execution, its loaders, and the schema it runs
+    /// on. A document that does not parse is left to the data schema, which answers with its
+    /// own parse error.
+    fn admit(&self, request: &mut Request) -> Result<Admitted<'_>, Box<Response>> {
+        if let Err(error) = self.persisted.resolve(request) {
+            return Err(Box::new(Response::from_errors(vec![error])));
+        }
         request.data.insert(Loaders::new(&self.db));
         let operation_name = request.operation_name.clone();
         let Ok(document) = request.parsed_query() else {
-            return Ok(Vec::new());
+            return Ok(Admitted {
+                schema: &self.schema,
+                fields: Vec::new(),
+            });
         };
         if let Err(error) = sensitive_fields::check(document) {
             return Err(Box::new(Response::from_errors(vec![error])));
         }
-        Ok(operation_metrics::root_fields(
-            document,
-            operation_name.as_deref(),
-        ))
+        let schema = match &self.introspection {
+            Some(introspection)
+                if introspection::asks_only_introspection(document, operation_name.as_deref()) =>
+            {
+                introspection
+            }
+            _ => &self.schema,
+        };
+        Ok(Admitted {
+            schema,
+            fields: operation_metrics::root_fields(document, operation_name.as_deref()),
+        })
     }
 }
 
 impl Executor for GraphqlExecutor {
     async fn execute(&self, mut request: Request) -> Response {
-        let fields = match self.admit(&mut request) {
-            Ok(fields) => fields,
+        let Admitted { schema, fields } = match self.admit(&mut request) {
+            Ok(admitted) => admitted,
             Err(refused) => return *refused,
         };
         let order = ResponseOrder::of(&mut request);
         let started = Instant::now();
-        let mut response = self.schema.execute(request).await;
+        let mut response = schema.execute(request).await;
         order.restore(&mut response);
         operation_metrics::record(&fields, &response, started.elapsed().as_secs_f64());
         response
@@ -73,13 +113,13 @@ impl Executor for GraphqlExecutor {
         mut request: Request,
         session_data: Option<Arc<Data>>,
     ) -> BoxStream<'static, Response> {
-        let fields = match self.admit(&mut request) {
-            Ok(fields) => fields,
+        let Admitted { schema, fields } = match self.admit(&mut request) {
+            Ok(admitted) => admitted,
             Err(refused) => return stream::once(async move { *refused }).boxed(),
         };
         let order = ResponseOrder::of(&mut request);
         let started = Instant::now();
-        self.schema
+        schema
             .execute_stream_with_session_data(request, session_data.unwrap_or_default())
             .map(move |mut response| {
                 order.restore(&mut response);
@@ -94,7 +134,8 @@ impl Executor for GraphqlExecutor {
 
 /// The operation a request runs: the document's only one, or the one `operation_name` names.
 /// None when the name matches nothing, or several operations come without a name (execution
-/// refuses both).
+/// refuses both). The parser files a lone *named* operation under `Multiple`; without an
+/// `operationName` it is still the one that runs (as async-graphql and the spec have it).
 pub fn selected_operation<'a>(
     document: &'a ExecutableDocument,
     operation_name: Option<&str>,
@@ -102,6 +143,7 @@ pub fn selected_operation<'a>(
     match (&document.operations, operation_name) {
         (DocumentOperations::Single(op), _) => Some(op),
         (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
         (DocumentOperations::Multiple(_), None) => None,
     }
 }

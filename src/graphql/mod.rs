@@ -2,9 +2,11 @@
 //! domain types, call one service, and map the result into a GraphQL type.
 
 mod executor;
+pub mod introspection;
 pub mod loaders;
 mod mutation;
 mod operation_metrics;
+pub mod persisted;
 mod prefetch;
 mod query;
 mod response_order;
@@ -15,4 +17,4 @@ pub mod types;
 pub mod viewer;
 
 pub use executor::{GraphqlExecutor, selected_operation};
-pub use schema::{AppSchema, build_schema, schema_builder};
+pub use schema::{AppSchema, build_introspection_schema, build_schema, schema_builder};

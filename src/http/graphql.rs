@@ -179,8 +179,16 @@ fn request_from_json(value: Json) -> Result<Request, String> {
     let Json::Object(mut fields) = value else {
         return Err("A GraphQL request is a JSON object.".into());
     };
+    // Apollo's persisted queries send a hash in `extensions` instead of the document.
+    let persisted = fields
+        .get("extensions")
+        .and_then(|e| e.get("persistedQuery"))
+        .is_some();
     match fields.get("query") {
         Some(Json::String(query)) if !query.trim().is_empty() => {}
+        None | Some(Json::Null) if persisted => {
+            fields.remove("query");
+        }
         Some(Json::String(_)) => return Err("The query is empty.".into()),
         None | Some(Json::Null) => return Err("The request has no query.".into()),
         Some(_) => return Err("The query must be a string.".into()),
@@ -365,6 +373,11 @@ pub async fn get(State(state): State<HttpState>, req: axum::extract::Request) ->
         Ok(request) => request,
         Err(message) => return request_error(StatusCode::BAD_REQUEST, media, &message, rid),
     };
+    // A persisted operation's hash becomes its document first: the mutation check reads it.
+    if let Err(error) = state.executor.persisted().resolve(&mut request) {
+        let refused = async_graphql::Response::from_errors(vec![error]);
+        return respond(BatchResponse::Single(refused), media, rid);
+    }
     // GET must never change state: refuse mutations (and subscriptions) before executing.
     if let Some(kind) = operation_type(&mut request) {
         if kind != OperationType::Query {

@@ -13,7 +13,10 @@ use std::sync::Arc;
 
 use axum::{Router, middleware, routing::get};
 
-use crate::{graphql::GraphqlExecutor, state::AppState};
+use crate::{
+    graphql::{GraphqlExecutor, persisted::PersistedOperations},
+    state::AppState,
+};
 
 pub use graphiql::served_page as graphiql_page;
 pub use request_id::RequestId;
@@ -29,7 +32,15 @@ pub struct Shared {
 }
 
 pub fn router(app: AppState) -> Router {
-    let executor = GraphqlExecutor::new(crate::graphql::build_schema(&app), app.db.clone());
+    let executor = GraphqlExecutor::new(
+        crate::graphql::build_schema(&app),
+        crate::graphql::build_introspection_schema(&app),
+        PersistedOperations::new(
+            app.config.graphql.persisted_operations.clone(),
+            app.config.graphql.persisted_operations_only,
+        ),
+        app.db.clone(),
+    );
     let cors = cors::layer(&app.config);
     let state: HttpState = Arc::new(Shared {
         app,

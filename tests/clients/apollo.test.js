@@ -13,91 +13,21 @@ import {
   CombinedGraphQLErrors,
   HttpLink,
   InMemoryCache,
-  gql,
 } from "@apollo/client/core";
 import { GraphQLWsLink } from "@apollo/client/link/subscriptions";
 import { createClient } from "graphql-ws";
 import WebSocket from "ws";
 
+import {
+  ACTIVATE_INVITE,
+  INVITED_USER_JOINED,
+  LOGOUT,
+  ME,
+  REFRESH,
+  REQUEST_CODE,
+  VERIFY_CODE,
+} from "./app-operations.js";
 import { freshPhone, graphqlUrl } from "./support.js";
-
-const REQUEST_CODE = gql`
-  mutation RequestCode($phone: String!) {
-    requestCode(phone: $phone) {
-      phone
-      expiresAt
-      resendAvailableAt
-      devCode
-    }
-  }
-`;
-const VERIFY_CODE = gql`
-  mutation VerifyCode($phone: String!, $code: String!) {
-    verifyCode(phone: $phone, code: $code) {
-      accessToken
-      refreshToken
-      tokenType
-      expiresIn
-      isNewUser
-      user {
-        id
-        phone
-        inviteCode
-      }
-    }
-  }
-`;
-const ME = gql`
-  query Me($first: Int, $after: String) {
-    me {
-      id
-      phone
-      inviteCode
-      activatedInviteCode
-      invitedUsers(first: $first, after: $after) {
-        totalCount
-        nodes {
-          id
-          phone
-        }
-        pageInfo {
-          hasNextPage
-          endCursor
-        }
-      }
-    }
-  }
-`;
-const ACTIVATE_INVITE = gql`
-  mutation ActivateInvite($inviteCode: String!) {
-    activateInvite(inviteCode: $inviteCode) {
-      id
-      activatedInviteCode
-    }
-  }
-`;
-const REFRESH = gql`
-  mutation Refresh($refreshToken: String!) {
-    refreshToken(refreshToken: $refreshToken) {
-      accessToken
-      refreshToken
-      expiresIn
-    }
-  }
-`;
-const LOGOUT = gql`
-  mutation Logout($refreshToken: String!) {
-    logout(refreshToken: $refreshToken)
-  }
-`;
-const INVITED_USER_JOINED = gql`
-  subscription Joined {
-    invitedUserJoined {
-      id
-      phone
-    }
-  }
-`;
 
 /** One Apollo client per user, as separate apps would have; no cache between calls. */
 function client(accessToken) {

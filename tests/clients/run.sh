@@ -113,6 +113,7 @@ fi
 # repeated at the end, where .ci/run adds them to its totals.
 status=0
 PHONE_AUTH_URL="$url" ARTIFACTS_DIR="$artifacts" PHONE_AUTH_SERVER_LOG="$artifacts/server.log" \
+    PHONE_AUTH_BIN="$bin" \
     node --test --test-concurrency=1 --test-timeout=180000 \
     --test-reporter=spec --test-reporter-destination=stdout \
     --test-reporter=tap --test-reporter-destination="$artifacts/clients.tap" \

@@ -1,0 +1,503 @@
+//! The query limits, calibrated from the contract (docs/tools.md, "Query limits"): the standard
+//! introspection query is answered; every operation of the contract at page size 100 with every
+//! field selected passes; each limit refuses, with its own message, a query that only it refuses.
+
+use std::collections::HashMap;
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_code, assert_ok, phone};
+
+const TOO_DEEP: &str = "Query is nested too deep.";
+const TOO_COMPLEX: &str = "Query is too complex.";
+/// In the test configuration's `ADMIN_PHONES`.
+const ADMIN: &str = "+79990000001";
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+/// The query graphql-js's `getIntrospectionQuery()` builds, as GraphiQL and graphql-codegen send
+/// it. `all_options` turns on every option graphql-js 16 has (descriptions, specifiedByUrl,
+/// directiveIsRepeatable, schemaDescription, inputValueDeprecation, oneOf); `type_depth` is how
+/// many `ofType` levels the type references follow (7 in graphql-js 16, `typeDepth` 9 by default
+/// in graphql-js 17).
+fn introspection_query(all_options: bool, type_depth: usize) -> String {
+    let on = |text: &'static str| if all_options { text } else { "" };
+    let mut type_ref = String::from("kind name");
+    for _ in 0..type_depth {
+        type_ref = format!("kind name ofType {{ {type_ref} }}");
+    }
+    let deprecated_inputs = on("(includeDeprecated: true)");
+    format!(
+        "query IntrospectionQuery {{ __schema {{ {schema_description} \
+           queryType {{ name }} mutationType {{ name }} subscriptionType {{ name }} \
+           types {{ ...FullType }} \
+           directives {{ name description {repeatable} locations \
+             args{deprecated_inputs} {{ ...InputValue }} }} }} }} \
+         fragment FullType on __Type {{ kind name description {specified_by} {one_of} \
+           fields(includeDeprecated: true) {{ name description \
+             args{deprecated_inputs} {{ ...InputValue }} type {{ ...TypeRef }} \
+             isDeprecated deprecationReason }} \
+           inputFields{deprecated_inputs} {{ ...InputValue }} \
+           interfaces {{ ...TypeRef }} \
+           enumValues(includeDeprecated: true) {{ name description isDeprecated deprecationReason }} \
+           possibleTypes {{ ...TypeRef }} }} \
+         fragment InputValue on __InputValue {{ name description type {{ ...TypeRef }} \
+           defaultValue {input_deprecation} }} \
+         fragment TypeRef on __Type {{ {inner} }}",
+        schema_description = on("description"),
+        repeatable = on("isRepeatable"),
+        specified_by = on("specifiedByURL"),
+        one_of = on("isOneOf"),
+        input_deprecation = on("isDeprecated deprecationReason"),
+        // The outermost level of TypeRef is the fragment itself.
+        inner = type_ref,
+    )
+}
+
+/// Percent-encodes a query string value (everything but unreserved characters).
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The messages of a response's errors.
+fn messages(body: &Value) -> Vec<String> {
+    body["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .filter_map(|e| e["message"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The response was refused by one limit: no data, one error with that limit's message.
+#[track_caller]
+fn assert_refused_by(body: &Value, message: &str) {
+    assert!(body.get("data").is_none_or(Value::is_null), "{body}");
+    assert_eq!(messages(body), vec![message.to_owned()], "{body}");
+    assert_code(body, "BAD_USER_INPUT");
+}
+
+/// The operation passed validation (limits included) and ran: a `data` entry exists (a request
+/// that never executed has none) and no error is a limit's.
+#[track_caller]
+fn assert_admitted(body: &Value, operation: &str) {
+    let refused = messages(body)
+        .iter()
+        .any(|m| m == TOO_DEEP || m == TOO_COMPLEX);
+    assert!(
+        !refused && body.get("data").is_some(),
+        "{operation}\n=> {body}"
+    );
+}
+
+/// The introspection answer's types, by name.
+fn types_by_name(body: &Value) -> HashMap<String, Value> {
+    body["data"]["__schema"]["types"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no types: {body}"))
+        .iter()
+        .map(|t| (t["name"].as_str().unwrap_or_default().to_owned(), t.clone()))
+        .collect()
+}
+
+/// The field names of one type in an introspection answer.
+fn field_names(types: &HashMap<String, Value>, type_name: &str) -> Vec<String> {
+    types[type_name]["fields"]
+        .as_array()
+        .map(|fields| {
+            fields
+                .iter()
+                .filter_map(|f| f["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[track_caller]
+fn assert_full_schema(body: &Value) {
+    assert_ok(body);
+    let types = types_by_name(body);
+    assert!(
+        field_names(&types, "Query").contains(&"me".to_owned()),
+        "{body}"
+    );
+    assert!(field_names(&types, "Mutation").contains(&"requestCode".to_owned()));
+    assert!(field_names(&types, "User").contains(&"invitedUsers".to_owned()));
+    // The type references reach the named type under List and NonNull wrappers:
+    // UserConnection.edges is [UserEdge!]!.
+    let edges = types["UserConnection"]["fields"]
+        .as_array()
+        .and_then(|fields| fields.iter().find(|f| f["name"] == "edges"))
+        .expect("UserConnection.edges");
+    assert_eq!(
+        edges["type"]["ofType"]["ofType"]["ofType"]["name"],
+        "UserEdge"
+    );
+}
+
+#[tokio::test]
+async fn the_standard_introspection_query_is_answered_at_every_door() {
+    let app = TestApp::spawn().await;
+    for all_options in [false, true] {
+        for type_depth in [7, 9] {
+            let query = introspection_query(all_options, type_depth);
+            let body = app.gql(&query, json!({})).await;
+            assert_full_schema(&body);
+        }
+    }
+    let query = introspection_query(true, 9);
+    let r = app
+        .get(&format!("/graphql?query={}", url_encode(&query)), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_full_schema(&r.body);
+    // In a JSON batch, next to a data operation that keeps the data limits.
+    let batch = json!([{ "query": query }, { "query": "{ __typename }" }]);
+    let r = app.post(&[JSON], batch.to_string()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_full_schema(&r.body[0]);
+    assert_eq!(r.body[1]["data"]["__typename"], "Query");
+}
+
+#[tokio::test]
+async fn introspection_turned_on_in_production_answers_the_standard_query() {
+    let app = TestApp::with_env(&[
+        ("APP_ENV", "production"),
+        ("OTP_EXPOSE", "false"),
+        ("SMS_PROVIDER", "console"),
+        ("GRAPHQL_INTROSPECTION", "true"),
+    ])
+    .await;
+    assert_full_schema(&app.gql(&introspection_query(true, 9), json!({})).await);
+}
+
+#[tokio::test]
+async fn introspection_has_limits_of_its_own() {
+    let app = TestApp::spawn().await;
+    // One `ofType` past graphql-js's default typeDepth: 16 deep.
+    let body = app.gql(&introspection_query(true, 10), json!({})).await;
+    assert_refused_by(&body, TOO_DEEP);
+    // Mixed with data, introspection is data: the data depth limit (10) applies.
+    let mixed = introspection_query(false, 9).replace(
+        "query IntrospectionQuery { __schema {",
+        "query IntrospectionQuery { me { id } __schema {",
+    );
+    assert!(mixed.contains("me { id }"));
+    assert_refused_by(&app.gql(&mixed, json!({})).await, TOO_DEEP);
+    // The complexity budget holds for introspection too: `__schema` with an alias fan of 1000
+    // `types { name }` (2 each) costs 2001; with 999, 1999.
+    let fan: String = (0..1000)
+        .map(|i| format!("t{i}: types {{ name }} "))
+        .collect();
+    let body = app
+        .gql(&format!("{{ __schema {{ {fan} }} }}"), json!({}))
+        .await;
+    assert_refused_by(&body, TOO_COMPLEX);
+    let fan: String = (0..999)
+        .map(|i| format!("t{i}: types {{ name }} "))
+        .collect();
+    assert_ok(
+        &app.gql(&format!("{{ __schema {{ {fan} }} }}"), json!({}))
+            .await,
+    );
+}
+
+/// The contract's operations at their maximum sizes, built from the served schema so that a
+/// field added later is covered too: every root field with every field of its result selected;
+/// a paginated field (one with `first`) at `first: 100` with all of its fields, nodes and edges
+/// together; a paginated field inside a page (`User.invitedUsers` of each row) with its count
+/// only, as the README's `users` operation selects it (a page of pages is the hostile shape
+/// below); required arguments with placeholder values.
+fn contract_operations(types: &HashMap<String, Value>) -> Vec<(String, String)> {
+    let mut operations = Vec::new();
+    for (kind, root) in [
+        ("query", "Query"),
+        ("mutation", "Mutation"),
+        ("subscription", "Subscription"),
+    ] {
+        let Some(root_type) = types.get(root) else {
+            continue;
+        };
+        for field in root_type["fields"].as_array().into_iter().flatten() {
+            let name = field["name"].as_str().unwrap_or_default();
+            let selection = field_selection(types, field, false, &[]).expect("root field");
+            operations.push((name.to_owned(), format!("{kind} {{ {selection} }}")));
+        }
+    }
+    operations
+}
+
+/// The name of the named type under List and NonNull wrappers.
+fn named_type(type_ref: &Value) -> &str {
+    match type_ref["name"].as_str() {
+        Some(name) => name,
+        None => named_type(&type_ref["ofType"]),
+    }
+}
+
+fn field_selection(
+    types: &HashMap<String, Value>,
+    field: &Value,
+    in_page: bool,
+    enclosing: &[String],
+) -> Option<String> {
+    let name = field["name"].as_str()?;
+    let target = named_type(&field["type"]);
+    let args = field["args"].as_array().cloned().unwrap_or_default();
+    let paginated = args.iter().any(|a| a["name"] == "first");
+    let mut arguments: Vec<String> = args
+        .iter()
+        .filter(|a| a["type"]["kind"] == "NON_NULL" && a["defaultValue"].is_null())
+        .map(|a| {
+            let arg = a["name"].as_str().unwrap_or_default();
+            let value = match (arg, named_type(&a["type"])) {
+                ("phone", _) => format!("\"{}\"", phone(500)),
+                (_, "Int") => "1".to_owned(),
+                (_, "Boolean") => "true".to_owned(),
+                _ => "\"1\"".to_owned(),
+            };
+            format!("{arg}: {value}")
+        })
+        .collect();
+    if paginated && !in_page {
+        arguments.push("first: 100".to_owned());
+    }
+    let arguments = if arguments.is_empty() {
+        String::new()
+    } else {
+        format!("({})", arguments.join(", "))
+    };
+    let target_type = &types[target];
+    if target_type["kind"] != "OBJECT" {
+        return Some(format!("{name}{arguments}"));
+    }
+    let fields = target_type["fields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let inner: Vec<String> = if paginated && in_page {
+        // A page inside a page: its scalar fields (the count) only.
+        fields
+            .iter()
+            .filter(|f| types[named_type(&f["type"])]["kind"] != "OBJECT")
+            .filter_map(|f| f["name"].as_str().map(str::to_owned))
+            .collect()
+    } else if enclosing.iter().any(|t| t == target) {
+        return None; // a cycle outside pagination
+    } else {
+        // Entering a page starts a fresh path: its rows are the page's own objects.
+        let mut path = if paginated {
+            Vec::new()
+        } else {
+            enclosing.to_vec()
+        };
+        path.push(target.to_owned());
+        fields
+            .iter()
+            .filter_map(|f| field_selection(types, f, in_page || paginated, &path))
+            .collect()
+    };
+    Some(format!("{name}{arguments} {{ {} }}", inner.join(" ")))
+}
+
+async fn contract_operations_of(app: &TestApp) -> Vec<(String, String)> {
+    let body = app.gql(&introspection_query(true, 9), json!({})).await;
+    assert_ok(&body);
+    contract_operations(&types_by_name(&body))
+}
+
+#[tokio::test]
+async fn every_contract_operation_at_page_size_100_passes_the_limits() {
+    let app = TestApp::spawn().await;
+    let admin = app.sign_in(ADMIN).await;
+    let operations = contract_operations_of(&app).await;
+    let names: Vec<&str> = operations.iter().map(|(name, _)| name.as_str()).collect();
+    for expected in [
+        "me",
+        "users",
+        "verifyCode",
+        "activateInvite",
+        "invitedUserJoined",
+    ] {
+        assert!(names.contains(&expected), "{names:?}");
+    }
+    let me = &operations
+        .iter()
+        .find(|(name, _)| name == "me")
+        .expect("me")
+        .1;
+    for needle in [
+        "invitedUsers(first: 100)",
+        "edges { cursor node {",
+        "nodes {",
+    ] {
+        assert!(me.contains(needle), "{me}");
+    }
+    for (name, operation) in &operations {
+        if operation.starts_with("query") {
+            // Queries run for real, as the admin: data, no error.
+            let body = app.gql_as(&admin.access_token, operation, json!({})).await;
+            assert_ok(&body);
+            assert!(!body["data"][name].is_null(), "{operation}\n=> {body}");
+        } else if operation.starts_with("mutation") {
+            // Signed out with placeholder arguments: most answer a rule's error, after running.
+            let body = app.gql(operation, json!({})).await;
+            assert_admitted(&body, operation);
+        } else {
+            // Over HTTP a subscription passes validation (limits included) and then hears that
+            // it belongs on the WebSocket.
+            let body = app.gql(operation, json!({})).await;
+            assert_eq!(
+                messages(&body),
+                vec!["Subscriptions are not supported on this transport.".to_owned()],
+                "{operation}\n=> {body}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_costliest_contract_operation_costs_what_the_docs_say() {
+    // docs/tools.md: verifyCode (and refreshToken) with every field and the user's first page
+    // of 100 costs 1613. At that budget it passes; one less refuses it.
+    let at = TestApp::with_env(&[("GRAPHQL_MAX_COMPLEXITY", "1613")]).await;
+    let operations = contract_operations_of(&at).await;
+    let costliest = &operations
+        .iter()
+        .find(|(name, _)| name == "verifyCode")
+        .expect("verifyCode")
+        .1;
+    assert_admitted(&at.gql(costliest, json!({})).await, costliest);
+    let under = TestApp::with_env(&[("GRAPHQL_MAX_COMPLEXITY", "1612")]).await;
+    assert_refused_by(&under.gql(costliest, json!({})).await, TOO_COMPLEX);
+}
+
+/// `me` with `invitedUsers(first: 1) { nodes { … } }` nested `levels` times, ending in
+/// `totalCount`: 2 × levels + 1 fields deep, and cheap (each page holds one row).
+fn deep_cheap_query(levels: usize) -> String {
+    let mut inner = "totalCount".to_owned();
+    for level in 0..levels {
+        inner = if level == 0 {
+            format!("invitedUsers(first: 1) {{ {inner} }}")
+        } else {
+            format!("invitedUsers(first: 1) {{ nodes {{ {inner} }} }}")
+        };
+    }
+    format!("{{ me {{ {inner} }} }}")
+}
+
+#[tokio::test]
+async fn the_depth_limit_alone_refuses_a_deep_cheap_query() {
+    let app = TestApp::spawn().await;
+    let s = app.sign_in(&phone(1)).await;
+    // 11 deep (me, then invitedUsers/nodes pairs, then totalCount), costing 10.
+    let deep = deep_cheap_query(5);
+    assert_eq!(deep.matches('{').count(), 11, "{deep}");
+    assert_refused_by(
+        &app.gql_as(&s.access_token, &deep, json!({})).await,
+        TOO_DEEP,
+    );
+    // The same chain one level shorter (9 deep) passes: the limit is the depth, not the shape.
+    assert_ok(
+        &app.gql_as(&s.access_token, &deep_cheap_query(4), json!({}))
+            .await,
+    );
+    // Over GET too.
+    let auth = format!("Bearer {}", s.access_token);
+    let r = app
+        .get(
+            &format!("/graphql?query={}", url_encode(&deep)),
+            &[("authorization", auth.as_str())],
+        )
+        .await;
+    assert_refused_by(&r.body, TOO_DEEP);
+    // With the depth limit off, nothing else refuses it.
+    let off = TestApp::with_env(&[("GRAPHQL_MAX_DEPTH", "0")]).await;
+    let s = off.sign_in(&phone(1)).await;
+    assert_ok(&off.gql_as(&s.access_token, &deep, json!({})).await);
+}
+
+#[tokio::test]
+async fn the_complexity_limit_alone_refuses_a_shallow_costly_query() {
+    let app = TestApp::spawn().await;
+    let s = app.sign_in(&phone(1)).await;
+    // A page of 100 under each row of a page of 100: 6 deep, 10,000 rows, costs 20,202.
+    let costly = "{ me { invitedUsers(first: 100) { nodes { invitedUsers(first: 100) { nodes { id } } } } } }";
+    assert_refused_by(
+        &app.gql_as(&s.access_token, costly, json!({})).await,
+        TOO_COMPLEX,
+    );
+    // In a JSON batch, the costly operation is refused and its neighbour answered.
+    let batch = json!([{ "query": costly }, { "query": "{ __typename }" }]);
+    let auth = format!("Bearer {}", s.access_token);
+    let r = app
+        .post(&[JSON, ("authorization", auth.as_str())], batch.to_string())
+        .await;
+    assert_refused_by(&r.body[0], TOO_COMPLEX);
+    assert_eq!(r.body[1]["data"]["__typename"], "Query");
+    // With the complexity limit off, nothing else refuses it.
+    let off = TestApp::with_env(&[("GRAPHQL_MAX_COMPLEXITY", "0")]).await;
+    let s = off.sign_in(&phone(1)).await;
+    assert_ok(&off.gql_as(&s.access_token, costly, json!({})).await);
+}
+
+#[tokio::test]
+async fn hostile_shapes_are_refused() {
+    let app = TestApp::spawn().await;
+    let admin = app.sign_in(ADMIN).await;
+    let me = contract_operations_of(&app)
+        .await
+        .into_iter()
+        .find(|(name, _)| name == "me")
+        .expect("me")
+        .1;
+    let selection = me
+        .strip_prefix("query { me ")
+        .and_then(|rest| rest.strip_suffix(" }"))
+        .expect("query { me { … } }");
+    for (shape, query) in [
+        // `first: 100` three levels down.
+        (
+            "pages of pages of pages",
+            "{ users(first: 100) { nodes { invitedUsers(first: 100) { nodes { invitedUsers(first: 100) { nodes { id } } } } } } }".to_owned(),
+        ),
+        // Deep nesting at the default page size.
+        (
+            "deep nesting",
+            "{ me { invitedUsers { nodes { invitedUsers { nodes { invitedUsers { nodes { id } } } } } } } }".to_owned(),
+        ),
+        // The biggest contract operation twice under aliases.
+        ("alias fan of pages", format!("{{ a: me {selection} b: me {selection} }}")),
+        // 2001 aliases of one scalar.
+        (
+            "alias fan of fields",
+            format!(
+                "{{ me {{ {} }} }}",
+                (0..2001).map(|i| format!("a{i}: id ")).collect::<String>()
+            ),
+        ),
+    ] {
+        let body = app.gql_as(&admin.access_token, &query, json!({})).await;
+        assert_eq!(messages(&body), vec![TOO_COMPLEX.to_owned()], "{shape}: {body}");
+        assert!(body.get("data").is_none(), "{shape}: {body}");
+    }
+    // Each of the fan's halves alone passes: the whole is refused, not the part.
+    assert_ok(
+        &app.gql_as(
+            &admin.access_token,
+            &format!("{{ a: me {selection} }}"),
+            json!({}),
+        )
+        .await,
+    );
+}
