@@ -10,6 +10,7 @@ mod m20261122_000004_create_rate_limits;
 mod m20261122_000005_create_sms_outbox;
 mod m20261129_000001_create_sessions;
 mod m20261129_000006_sms_outbox_kind;
+mod m20261129_000020_create_revoked_sessions;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000005_create_sms_outbox::Migration),
             Box::new(m20261129_000001_create_sessions::Migration),
             Box::new(m20261129_000006_sms_outbox_kind::Migration),
+            Box::new(m20261129_000020_create_revoked_sessions::Migration),
         ]
     }
 }
