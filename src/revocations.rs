@@ -264,6 +264,8 @@ async fn listen_once(
     tracing::debug!("revocation feed live");
     loop {
         let notification = tokio::select! {
+            // Notifications already here first: a heartbeat among them may be fresh.
+            biased;
             received = listener.try_recv() => received?,
             () = stale(revocations) => {
                 anyhow::bail!("no heartbeat came back for {FRESH_FOR:?}")
