@@ -704,3 +704,46 @@ mod stall {
         }
     }
 }
+
+/// `revoked_sessions` keeps a revocation as long as an access token of it could live (the
+/// access-token lifetime + 60 s), and the hourly pruning drops it after that.
+#[tokio::test]
+async fn revoked_sign_ins_are_pruned_after_the_access_token_lifetime() {
+    use sea_orm::ConnectionTrait;
+
+    let app = TestApp::spawn().await;
+    let count = || async {
+        let db = &app.state.db;
+        let row = db
+            .query_one(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM revoked_sessions",
+            ))
+            .await
+            .expect("counts")
+            .expect("a row");
+        row.try_get::<i64>("", "n").expect("n")
+    };
+    let old = app.sign_in(&phone(1)).await;
+    assert_ok(
+        &app.gql_as(&old.access_token, "mutation { logoutAll }", json!({}))
+            .await,
+    );
+    app.advance(900);
+    let recent = app.sign_in(&phone(2)).await;
+    assert_ok(
+        &app.gql_as(&recent.access_token, "mutation { logoutAll }", json!({}))
+            .await,
+    );
+    assert_eq!(count().await, 2);
+    // Just past the older one's retention (900 + 60 s), well within the newer one's.
+    app.advance(61);
+    let pruned = app
+        .state
+        .revocations
+        .prune(&app.state.db)
+        .await
+        .expect("prunes");
+    assert_eq!(pruned, 1);
+    assert_eq!(count().await, 1);
+}
