@@ -32,7 +32,7 @@ use std::{
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use uuid::Uuid;
 
 use crate::{clock::Clock, db};
@@ -242,7 +242,14 @@ async fn load_once(db: DatabaseConnection, revocations: Arc<Revocations>) {
 /// reconnect and reload.
 async fn listen(pool: sqlx::PgPool, db: DatabaseConnection, revocations: Arc<Revocations>) {
     loop {
-        if let Err(err) = listen_once(&pool, &db, &revocations).await {
+        // The listener's connection comes from a one-connection pool of its own, made afresh
+        // each time: a dropped `PgListener` sends `UNLISTEN` before giving its connection
+        // back, which on a dead connection hangs, and must not hold a slot of the app's pool.
+        let own = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(pool.connect_options().as_ref().clone());
+        if let Err(err) = listen_once(&own, &db, &revocations).await {
             tracing::warn!(error = %err, "revocation feed down; reconnecting");
         }
         revocations.go_dark();
