@@ -165,7 +165,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Deletes rate-limit events no window counts any more and old finished outbox rows, hourly.
+/// Deletes rate-limit events no window counts any more, old finished outbox rows and
+/// revocations older than any access token they could refuse, hourly.
 fn spawn_pruning(state: AppState) {
     tokio::spawn(async move {
         let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
@@ -178,6 +179,10 @@ fn spawn_pruning(state: AppState) {
             match outbox::prune(&state, state.clock.now()).await {
                 Ok(deleted) => tracing::debug!(deleted, "pruned finished SMS outbox rows"),
                 Err(err) => tracing::warn!(error = ?err, "pruning the SMS outbox failed"),
+            }
+            match state.revocations.prune(&state.db).await {
+                Ok(deleted) => tracing::debug!(deleted, "pruned old revoked sign-ins"),
+                Err(err) => tracing::warn!(error = ?err, "pruning revoked sign-ins failed"),
             }
         }
     });

@@ -3,26 +3,36 @@
 //!
 //! Only revocations younger than the access-token lifetime matter: an older sign-in's access
 //! tokens have expired anyway, and its refresh is refused by the `sessions` row. So the set is
-//! small. It is loaded from `sessions` at start and kept current by the revocations
-//! themselves: on PostgreSQL each revocation `NOTIFY`s inside its transaction (delivered on
-//! commit to every instance's `LISTEN`), on SQLite (one process) it is recorded in process.
+//! small. It is loaded at start from `revoked_sessions` (written by every revocation in its
+//! transaction, and kept when the user and their `sessions` rows are deleted) and kept current
+//! by the revocations themselves: on PostgreSQL each revocation `NOTIFY`s inside its
+//! transaction (delivered on commit to every instance's `LISTEN`), on SQLite (one process) it
+//! is recorded in process.
 //!
 //! While the feed is down (not yet loaded; the PostgreSQL listener lost its connection) this
 //! instance cannot know what it missed, so it fails closed: every access token is refused until
 //! the listener is back and the set reloaded.
+//!
+//! A listener can also die silently (a half-open connection behind a NAT or load balancer that
+//! dropped it, a failover without a reset): it then just waits. So on PostgreSQL the instance
+//! sends itself a heartbeat on the same channel every [`HEARTBEAT_EVERY`], stamped with when
+//! it was sent. Notifications are delivered in commit order, so seeing our heartbeat sent at
+//! `t` come back proves every revocation committed before `t` has arrived: the set counts as
+//! current until `t + `[`FRESH_FOR`] and no longer. Past that, tokens are refused and the
+//! listener is replaced and the set reloaded.
 
 use std::{
     collections::HashMap,
     sync::{
         Arc, RwLock,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use uuid::Uuid;
 
 use crate::{clock::Clock, db};
@@ -30,12 +40,27 @@ use crate::{clock::Clock, db};
 const CHANNEL: &str = "phone_auth_session_revoked";
 /// Ids per `NOTIFY` (PostgreSQL payloads stop at 8000 bytes; an id is 36).
 const IDS_PER_NOTIFY: usize = 100;
+/// How often an instance sends itself a heartbeat through the feed (PostgreSQL).
+pub const HEARTBEAT_EVERY: Duration = Duration::from_millis(250);
+/// How long after sending the last heartbeat that came back the set still counts as current:
+/// under the contract's 1 s, with room for three heartbeats.
+pub const FRESH_FOR: Duration = Duration::from_millis(800);
+/// Heartbeat payloads start with this (a revocation's payload is sign-in ids).
+const HEARTBEAT_PREFIX: &str = "heartbeat:";
+/// `live_until` of an instance whose set cannot go stale (SQLite: one process).
+const ALWAYS: u64 = u64::MAX;
 
 pub struct Revocations {
     /// Revoked sign-in id → when.
     revoked: RwLock<HashMap<Uuid, DateTime<Utc>>>,
-    /// The set is loaded and (on PostgreSQL) the listener is connected.
-    live: AtomicBool,
+    /// Until when (milliseconds since `started`) the set is known to be current: 0 while not
+    /// loaded or the feed is down, [`ALWAYS`] on SQLite, else a heartbeat's send time plus
+    /// [`FRESH_FOR`].
+    live_until: AtomicU64,
+    /// The zero of `live_until` (monotonic: wall-clock jumps do not matter).
+    started: Instant,
+    /// Tells this instance's heartbeats from other instances'.
+    instance: Uuid,
     /// How long a revocation is remembered: the access-token lifetime plus the clock leeway.
     retention: TimeDelta,
     clock: Arc<dyn Clock>,
@@ -48,17 +73,17 @@ impl Revocations {
         let postgres = db.get_database_backend() == DbBackend::Postgres;
         let this = Arc::new(Self {
             revoked: RwLock::new(HashMap::new()),
-            live: AtomicBool::new(false),
+            live_until: AtomicU64::new(0),
+            started: Instant::now(),
+            instance: Uuid::new_v4(),
             retention: TimeDelta::from_std(retention).unwrap_or(TimeDelta::MAX),
             clock,
             postgres,
         });
         if postgres {
-            tokio::spawn(listen(
-                db.get_postgres_connection_pool().clone(),
-                db.clone(),
-                this.clone(),
-            ));
+            let pool = db.get_postgres_connection_pool().clone();
+            tokio::spawn(send_heartbeats(pool.clone(), Arc::downgrade(&this)));
+            tokio::spawn(listen(pool, db.clone(), this.clone()));
         } else {
             tokio::spawn(load_once(db.clone(), this.clone()));
         }
@@ -68,15 +93,47 @@ impl Revocations {
     /// True when tokens of sign-in `id` must be refused: it was revoked, or this instance
     /// cannot tell (the feed is down).
     pub fn is_revoked(&self, id: &Uuid) -> bool {
-        if !self.live.load(Ordering::Acquire) {
-            return true;
-        }
-        self.read().contains_key(id)
+        !self.is_live() || self.read().contains_key(id)
     }
 
     /// Whether the set is loaded and current (`/readyz` and the tests wait for it).
     pub fn is_live(&self) -> bool {
-        self.live.load(Ordering::Acquire)
+        self.elapsed_ms() < self.live_until.load(Ordering::Acquire)
+    }
+
+    /// Deletes the `revoked_sessions` rows too old to matter (hourly).
+    pub async fn prune(&self, db: &DatabaseConnection) -> Result<u64, DbErr> {
+        let oldest = self.clock.now() - self.retention;
+        let result = db
+            .execute(db::raw(
+                db.get_database_backend(),
+                "DELETE FROM revoked_sessions WHERE revoked_at <= ?",
+                vec![oldest.into()],
+            ))
+            .await?;
+        Ok(result.rows_affected())
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The set is current as of `as_of` (ms since `started`): live until `FRESH_FOR` later.
+    fn current_as_of(&self, as_of: u64) {
+        let until = as_of.saturating_add(FRESH_FOR.as_millis() as u64);
+        self.live_until.fetch_max(until, Ordering::AcqRel);
+    }
+
+    fn go_dark(&self) {
+        self.live_until.store(0, Ordering::Release);
+    }
+
+    /// Our own heartbeat's send time, if `payload` is one.
+    fn own_heartbeat(&self, payload: &str) -> Option<u64> {
+        let (instance, sent) = payload.strip_prefix(HEARTBEAT_PREFIX)?.split_once(':')?;
+        (Uuid::parse_str(instance).ok()? == self.instance)
+            .then(|| sent.parse().ok())
+            .flatten()
     }
 
     /// Waits (at most `timeout`) for the set to be loaded and current.
@@ -127,13 +184,16 @@ impl Revocations {
         }
     }
 
-    /// Replaces the set with what the database says (after a (re)connect), then goes live.
+    /// Replaces the set with what the database says (after a (re)connect), then goes live
+    /// (on PostgreSQL until `FRESH_FOR` after the load began, unless heartbeats come back).
     async fn reload(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
+        let began = self.elapsed_ms();
         let since = self.clock.now() - self.retention;
+        // `revoked_sessions`, not `sessions`: a deleted user's sign-ins are gone from the latter.
         let rows = db
             .query_all(db::raw(
                 db.get_database_backend(),
-                "SELECT id, revoked_at FROM sessions WHERE revoked_at > ?",
+                "SELECT id, revoked_at FROM revoked_sessions WHERE revoked_at > ?",
                 vec![since.into()],
             ))
             .await?;
@@ -152,7 +212,11 @@ impl Revocations {
         }
         *revoked = loaded;
         drop(revoked);
-        self.live.store(true, Ordering::Release);
+        if self.postgres {
+            self.current_as_of(began);
+        } else {
+            self.live_until.store(ALWAYS, Ordering::Release);
+        }
         Ok(())
     }
 
@@ -174,14 +238,21 @@ async fn load_once(db: DatabaseConnection, revocations: Arc<Revocations>) {
 }
 
 /// PostgreSQL: LISTEN first, then load, so nothing revoked in between is missed; on a lost
-/// connection, go dark (fail closed), reconnect and reload.
+/// connection or a heartbeat that does not come back in time, go dark (fail closed),
+/// reconnect and reload.
 async fn listen(pool: sqlx::PgPool, db: DatabaseConnection, revocations: Arc<Revocations>) {
     loop {
-        match listen_once(&pool, &db, &revocations).await {
-            Ok(()) => {}
-            Err(err) => tracing::warn!(error = %err, "revocation feed down; reconnecting"),
+        // The listener's connection comes from a one-connection pool of its own, made afresh
+        // each time: a dropped `PgListener` sends `UNLISTEN` before giving its connection
+        // back, which on a dead connection hangs, and must not hold a slot of the app's pool.
+        let own = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(pool.connect_options().as_ref().clone());
+        if let Err(err) = listen_once(&own, &db, &revocations).await {
+            tracing::warn!(error = %err, "revocation feed down; reconnecting");
         }
-        revocations.live.store(false, Ordering::Release);
+        revocations.go_dark();
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -192,17 +263,69 @@ async fn listen_once(
     revocations: &Revocations,
 ) -> anyhow::Result<()> {
     let mut listener = PgListener::connect_with(pool).await?;
+    // A lost connection must surface at once (`Ok(None)`), not after `try_recv` has quietly
+    // made a new one: notifications sent meanwhile are lost, and only a reload recovers them.
+    listener.eager_reconnect(false);
     listener.listen(CHANNEL).await?;
     revocations.reload(db).await?;
     tracing::debug!("revocation feed live");
-    // `try_recv` (not `recv`) so a lost connection is seen rather than silently re-made:
-    // notifications sent while it was gone are lost, and only a reload recovers them.
-    while let Some(notification) = listener.try_recv().await? {
-        let ids = notification
-            .payload()
-            .split(',')
-            .filter_map(|id| Uuid::parse_str(id).ok());
+    loop {
+        let notification = tokio::select! {
+            // Notifications already here first: a heartbeat among them may be fresh.
+            biased;
+            received = listener.try_recv() => received?,
+            () = stale(revocations) => {
+                anyhow::bail!("no heartbeat came back for {FRESH_FOR:?}")
+            }
+        };
+        let Some(notification) = notification else {
+            anyhow::bail!("the listener's connection was lost")
+        };
+        let payload = notification.payload();
+        if payload.starts_with(HEARTBEAT_PREFIX) {
+            if let Some(sent) = revocations.own_heartbeat(payload) {
+                revocations.current_as_of(sent);
+            }
+            continue;
+        }
+        let ids = payload.split(',').filter_map(|id| Uuid::parse_str(id).ok());
         revocations.record(ids, revocations.clock.now());
     }
-    anyhow::bail!("the listener's connection was lost")
+}
+
+/// Resolves once the set is no longer known to be current.
+async fn stale(revocations: &Revocations) {
+    loop {
+        let until = revocations.live_until.load(Ordering::Acquire);
+        let now = revocations.elapsed_ms();
+        if now >= until {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(until - now)).await;
+    }
+}
+
+/// Sends this instance's heartbeat through the pool every [`HEARTBEAT_EVERY`], for as long as
+/// the instance lives. A send that hangs (a dead pool connection) is given up after
+/// [`FRESH_FOR`]: by then the set is stale anyway.
+async fn send_heartbeats(pool: sqlx::PgPool, revocations: std::sync::Weak<Revocations>) {
+    let mut every = tokio::time::interval(HEARTBEAT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(this) = revocations.upgrade() else {
+            return;
+        };
+        let payload = format!("{HEARTBEAT_PREFIX}{}:{}", this.instance, this.elapsed_ms());
+        drop(this);
+        let sent = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(payload)
+            .execute(&pool);
+        match tokio::time::timeout(FRESH_FOR, sent).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => tracing::debug!(error = %err, "revocation heartbeat not sent"),
+            Err(_) => tracing::debug!("revocation heartbeat send timed out"),
+        }
+    }
 }

@@ -9,7 +9,8 @@ mod m20261122_000003_create_refresh_tokens;
 mod m20261122_000004_create_rate_limits;
 mod m20261122_000005_create_sms_outbox;
 mod m20261129_000001_create_sessions;
-mod m20261129_000006_sms_outbox_kind;
+mod m20261129_000002_sms_outbox_kind;
+mod m20261129_000003_create_revoked_sessions;
 
 pub struct Migrator;
 
@@ -23,7 +24,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_create_rate_limits::Migration),
             Box::new(m20261122_000005_create_sms_outbox::Migration),
             Box::new(m20261129_000001_create_sessions::Migration),
-            Box::new(m20261129_000006_sms_outbox_kind::Migration),
+            Box::new(m20261129_000002_sms_outbox_kind::Migration),
+            Box::new(m20261129_000003_create_revoked_sessions::Migration),
         ]
     }
 }

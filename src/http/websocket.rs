@@ -338,6 +338,17 @@ impl Connection {
         let mut last_heard = Instant::now();
         loop {
             tokio::select! {
+                biased;
+                // First: nothing queued goes out once the token is dead. No leeway on its
+                // expiry: this server's own clock decides, and the socket closes within a
+                // check interval of it.
+                _ = check.tick() => {
+                    if let Viewer::User(access) = viewer {
+                        if !access.is_live_without_leeway(app) {
+                            return Err(Close(close::UNAUTHORIZED, "The access token expired or its sign-in was revoked"));
+                        }
+                    }
+                }
                 message = incoming.next() => {
                     last_heard = Instant::now();
                     let Some(text) = read_text(message)? else { return Ok(()) };
@@ -405,13 +416,6 @@ impl Connection {
                         }
                     }
                 },
-                _ = check.tick() => {
-                    if let Viewer::User(access) = viewer {
-                        if !access.is_live(app) {
-                            return Err(Close(close::UNAUTHORIZED, "The access token expired or its sign-in was revoked"));
-                        }
-                    }
-                }
                 _ = ping.tick() => {
                     if last_heard.elapsed() > SILENT_LIMIT {
                         return Err(Close(1001, "No answer to pings"));

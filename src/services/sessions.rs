@@ -5,8 +5,9 @@
 //! mints for a sign-in already revoked.
 //!
 //! Every revocation (logout, logoutAll, revokeSession, refresh-token reuse, account deletion)
-//! goes through [`revoke`], which also publishes it to every instance
-//! ([`crate::revocations`]), so the sign-in's access tokens stop at once.
+//! goes through [`revoke`], which also records it in `revoked_sessions` (which outlives the
+//! user) and publishes it to every instance ([`crate::revocations`]), so the sign-in's access
+//! tokens stop at once, and stay refused by instances started later.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend};
@@ -287,6 +288,7 @@ pub async fn revoke(
             ids.push(id);
         }
     }
+    remember(conn, &ids, now).await?;
     state.revocations.publish(conn, &ids).await?;
     if !ids.is_empty() {
         tracing::info!(
@@ -296,6 +298,30 @@ pub async fn revoke(
         );
     }
     Ok(live)
+}
+
+/// Records revoked sign-ins in `revoked_sessions`, which outlives their `sessions` rows (a
+/// deleted user's go with the user): an instance starting later loads its revocations from
+/// there ([`crate::revocations`]).
+async fn remember(conn: &impl ConnectionTrait, ids: &[Uuid], now: DateTime<Utc>) -> AppResult<()> {
+    // A user's sign-ins are few; chunks keep a pathological count under parameter limits.
+    for chunk in ids.chunks(100) {
+        let rows = vec!["(?, ?)"; chunk.len()].join(", ");
+        let values = chunk
+            .iter()
+            .flat_map(|id| [id.to_string().into(), now.into()])
+            .collect();
+        conn.execute(db::raw(
+            conn.get_database_backend(),
+            &format!(
+                "INSERT INTO revoked_sessions (id, revoked_at) VALUES {rows} \
+                 ON CONFLICT (id) DO NOTHING"
+            ),
+            values,
+        ))
+        .await?;
+    }
+    Ok(())
 }
 
 impl Revoke<'_> {

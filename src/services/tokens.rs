@@ -73,6 +73,14 @@ impl AccessToken {
         self.expires_at + LEEWAY_SECS > state.clock.now().timestamp()
             && !state.revocations.is_revoked(&self.session_id)
     }
+
+    /// As [`is_live`](Self::is_live) but without the leeway on `exp`, for checks on a
+    /// connection this server holds open (a socket): the leeway is for other clocks, and a
+    /// socket must close within a second of its token's expiry.
+    pub fn is_live_without_leeway(&self, state: &AppState) -> bool {
+        self.expires_at > state.clock.now().timestamp()
+            && !state.revocations.is_revoked(&self.session_id)
+    }
 }
 
 fn unauthenticated() -> AppError {

@@ -581,3 +581,213 @@ async fn a_lowered_maximum_lifetime_ends_older_sign_ins() {
         "UNAUTHENTICATED",
     );
 }
+
+/// Deleting an account deletes its `sessions` rows; an instance that starts afterwards, within
+/// the access-token lifetime, still refuses the deleted user's access tokens.
+#[tokio::test]
+async fn a_deleted_accounts_tokens_stay_refused_after_a_restart() {
+    let url = crate::helpers::file_database_url().await;
+    let before = TestApp::with_database(&url, &[]).await;
+    let session = before.sign_in(&phone(1)).await;
+    let deleted = before
+        .gql_as(
+            &session.access_token,
+            "mutation { deleteAccount }",
+            json!({}),
+        )
+        .await;
+    assert_ok(&deleted);
+    assert_eq!(deleted["data"]["deleteAccount"], true);
+
+    // The "restarted" instance: its set comes only from the database.
+    let after = TestApp::with_database(&url, &[]).await;
+    // `sessions` reads no user row: without the revocation it would answer an empty list.
+    assert_code(
+        &after
+            .gql_as(&session.access_token, SESSIONS, json!({}))
+            .await,
+        "UNAUTHENTICATED",
+    );
+    assert_code(
+        &after.gql_as(&session.access_token, ME, json!({})).await,
+        "UNAUTHENTICATED",
+    );
+    // A live sign-in of someone else is not caught by it.
+    let other = after.sign_in(&phone(2)).await;
+    assert_ok(&after.gql_as(&other.access_token, SESSIONS, json!({})).await);
+}
+
+/// PostgreSQL: a listener whose connection silently stops delivering (a half-open connection:
+/// open, but nothing crosses) is noticed by its missing heartbeat: tokens are refused within
+/// a second, and after the network is back the instance reconnects, reloads (so a revocation
+/// made meanwhile is honoured) and accepts live tokens again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_that_silently_stops_fails_closed_within_a_second_and_recovers() {
+    let url = match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => crate::helpers::fresh_database_url().await,
+        _ => return,
+    };
+    let direct = TestApp::with_database(&url, &[]).await;
+    let proxy = stall::Proxy::start(&url).await;
+    let a = TestApp::with_database(&proxy.url, &[]).await;
+    let kept = a.sign_in(&phone(1)).await;
+    let doomed = a.sign_in(&phone(2)).await;
+    // Heartbeats keep a healthy feed live well past their freshness window.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(a.state.revocations.is_live(), "a healthy feed stays live");
+    assert_ok(&a.gql_as(&kept.access_token, ME, json!({})).await);
+
+    proxy.stall(true);
+    let stalled = std::time::Instant::now();
+    // Revoked through the other instance meanwhile: the NOTIFY cannot reach A.
+    let body = direct
+        .gql(
+            "mutation($t: String!) { logout(refreshToken: $t) }",
+            json!({ "t": doomed.refresh_token }),
+        )
+        .await;
+    assert_eq!(body["data"]["logout"], true, "{body}");
+    while a.state.revocations.is_live() {
+        assert!(
+            stalled.elapsed() < std::time::Duration::from_secs(1),
+            "A still trusts a feed that delivers nothing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Through the router too, answered from memory (A's database is unreachable).
+    let refused = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        a.gql_as(&kept.access_token, ME, json!({})),
+    )
+    .await
+    .expect("a refusal needs no database");
+    assert_code(&refused, "UNAUTHENTICATED");
+
+    proxy.stall(false);
+    assert!(
+        a.state
+            .revocations
+            .wait_live(std::time::Duration::from_secs(15))
+            .await,
+        "A recovers once the network is back"
+    );
+    assert_ok(&a.gql_as(&kept.access_token, ME, json!({})).await);
+    assert_code(
+        &a.gql_as(&doomed.access_token, ME, json!({})).await,
+        "UNAUTHENTICATED",
+    );
+}
+
+/// A TCP proxy in front of PostgreSQL that can stall: connections stay open, but no byte
+/// crosses in either direction (what a NAT that forgot the connection looks like).
+mod stall {
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::{TcpListener, TcpStream, tcp},
+        sync::watch,
+    };
+
+    pub struct Proxy {
+        /// `url` with its host and port replaced by the proxy's.
+        pub url: String,
+        stalled: watch::Sender<bool>,
+    }
+
+    impl Proxy {
+        pub async fn start(url: &str) -> Self {
+            let authority_start = url
+                .find('@')
+                .map_or(url.find("://").unwrap() + 3, |at| at + 1);
+            let authority_end = url[authority_start..]
+                .find('/')
+                .map_or(url.len(), |slash| authority_start + slash);
+            let target = url[authority_start..authority_end].to_owned();
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+            let addr = listener.local_addr().expect("an address");
+            let (stalled, watching) = watch::channel(false);
+            tokio::spawn(async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let Ok(server) = TcpStream::connect(&target).await else {
+                        continue;
+                    };
+                    let (client_read, client_write) = client.into_split();
+                    let (server_read, server_write) = server.into_split();
+                    tokio::spawn(pipe(client_read, server_write, watching.clone()));
+                    tokio::spawn(pipe(server_read, client_write, watching.clone()));
+                }
+            });
+            Self {
+                url: format!("{}{addr}{}", &url[..authority_start], &url[authority_end..]),
+                stalled,
+            }
+        }
+
+        pub fn stall(&self, stalled: bool) {
+            self.stalled.send_replace(stalled);
+        }
+    }
+
+    async fn pipe(
+        mut from: tcp::OwnedReadHalf,
+        mut to: tcp::OwnedWriteHalf,
+        mut stalled: watch::Receiver<bool>,
+    ) {
+        let mut buf = vec![0; 16 * 1024];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            // Held, not dropped, while stalled: the bytes arrive late, like a network's.
+            if stalled.wait_for(|stalled| !*stalled).await.is_err() {
+                return;
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// `revoked_sessions` keeps a revocation as long as an access token of it could live (the
+/// access-token lifetime + 60 s), and the hourly pruning drops it after that.
+#[tokio::test]
+async fn revoked_sign_ins_are_pruned_after_the_access_token_lifetime() {
+    use sea_orm::ConnectionTrait;
+
+    let app = TestApp::spawn().await;
+    let count = || async {
+        let db = &app.state.db;
+        let row = db
+            .query_one(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM revoked_sessions",
+            ))
+            .await
+            .expect("counts")
+            .expect("a row");
+        row.try_get::<i64>("", "n").expect("n")
+    };
+    let old = app.sign_in(&phone(1)).await;
+    assert_ok(
+        &app.gql_as(&old.access_token, "mutation { logoutAll }", json!({}))
+            .await,
+    );
+    app.advance(900);
+    let recent = app.sign_in(&phone(2)).await;
+    assert_ok(
+        &app.gql_as(&recent.access_token, "mutation { logoutAll }", json!({}))
+            .await,
+    );
+    assert_eq!(count().await, 2);
+    // Just past the older one's retention (900 + 60 s), well within the newer one's.
+    app.advance(61);
+    let pruned = app
+        .state
+        .revocations
+        .prune(&app.state.db)
+        .await
+        .expect("prunes");
+    assert_eq!(pruned, 1);
+    assert_eq!(count().await, 1);
+}

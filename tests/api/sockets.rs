@@ -238,6 +238,36 @@ async fn an_expired_token_closes_the_subscription_with_4401() {
     assert!(started.elapsed() < Duration::from_secs(1));
 }
 
+/// The socket closes at its token's `exp` by this server's clock, not after the leeway HTTP
+/// allows for other clocks (the contract: within 1 s of expiry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscription_closes_at_the_tokens_expiry_without_leeway() {
+    let app = TestApp::spawn().await;
+    let addr = serve(&app).await;
+    let session = app.sign_in(&phone(1)).await;
+    let mut socket = subscribe(addr, Some(&session.access_token)).await;
+    wait_until_subscribed(&app, 1).await;
+    // A second before `exp` (ACCESS_TOKEN_TTL_SECONDS 900): still open.
+    app.advance(899);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), socket.next())
+            .await
+            .is_err()
+    );
+    // At `exp`: closed within a second, though HTTP would still take the token (leeway).
+    app.advance(1);
+    let started = Instant::now();
+    assert_eq!(
+        close_code(&mut socket, Duration::from_secs(1)).await,
+        Some(4401)
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_ok(
+        &app.gql_as(&session.access_token, "{ me { id } }", json!({}))
+            .await,
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_all_closes_the_subscription_with_4401() {
     let app = TestApp::spawn().await;
