@@ -2,18 +2,14 @@
 //! documents (`PERSISTED_OPERATIONS_FILE` + `PERSISTED_OPERATIONS_ONLY=true`) refusing every
 //! other document at every door: POST, GET, JSON batches and the WebSocket.
 
-use std::{net::SocketAddr, time::Duration};
-
 use axum::http::StatusCode;
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tokio_tungstenite::{
-    connect_async,
-    tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
-};
 
-use crate::helpers::{TestApp, assert_code, assert_ok, error_code, phone};
+use crate::{
+    helpers::{TestApp, assert_code, assert_ok, error_code, phone},
+    subscriptions::{connect, next_json, serve, start},
+};
 
 const JSON: (&str, &str) = ("content-type", "application/json");
 
@@ -230,10 +226,11 @@ async fn trusted_documents_run_and_everything_else_is_refused_at_every_door() {
 
     // The WebSocket's subscribe: the manifest's subscription is accepted, another refused.
     let addr = serve(&app).await;
-    let mut socket = connect(addr).await;
-    send(
+    let mut socket = connect(addr, None).await;
+    start(
         &mut socket,
-        json!({ "id": "1", "type": "subscribe", "payload": { "query": "subscription { invitedUserJoined { id phone } }" } }),
+        "1",
+        "subscription { invitedUserJoined { id phone } }",
     )
     .await;
     // Refused before it runs: a single answer (graphql-transport-ws `next`, or `error`) that
@@ -248,11 +245,7 @@ async fn trusted_documents_run_and_everything_else_is_refused_at_every_door() {
         errors[0]["extensions"]["code"], "PERSISTED_QUERY_NOT_SUPPORTED",
         "{message}"
     );
-    send(
-        &mut socket,
-        json!({ "id": "2", "type": "subscribe", "payload": { "query": JOINED } }),
-    )
-    .await;
+    start(&mut socket, "2", JOINED).await;
     // Signed out, the trusted subscription runs and answers UNAUTHENTICATED (operation 1's
     // `complete` may come first).
     let message = loop {
@@ -319,65 +312,4 @@ fn trusted_only_needs_a_readable_manifest() {
         ok.graphql.persisted_operations.as_ref().map(|m| m.len()),
         Some(3)
     );
-}
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Serves the app's router on 127.0.0.1:0 for a real WebSocket client.
-async fn serve(app: &TestApp) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let router = app.router.clone();
-    tokio::spawn(async move {
-        let _ = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await;
-    });
-    addr
-}
-
-async fn send(socket: &mut Socket, message: Value) {
-    socket
-        .send(Message::text(message.to_string()))
-        .await
-        .expect("send");
-}
-
-async fn next_json(socket: &mut Socket) -> Value {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("a message within 10 s")
-            .expect("the socket is open")
-            .expect("a frame");
-        match message {
-            Message::Text(text) => return serde_json::from_str(&text).expect("JSON message"),
-            Message::Close(frame) => panic!("closed: {frame:?}"),
-            _ => continue,
-        }
-    }
-}
-
-/// A graphql-transport-ws connection without a token, acknowledged.
-async fn connect(addr: SocketAddr) -> Socket {
-    let mut request = format!("ws://{addr}/graphql")
-        .into_client_request()
-        .expect("request");
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        HeaderValue::from_static("graphql-transport-ws"),
-    );
-    let (mut socket, _) = connect_async(request).await.expect("WebSocket handshake");
-    send(
-        &mut socket,
-        json!({ "type": "connection_init", "payload": {} }),
-    )
-    .await;
-    assert_eq!(next_json(&mut socket).await["type"], "connection_ack");
-    socket
 }
