@@ -55,7 +55,7 @@ mutants-diff:
 
 ## Everything CI runs: lints, tests on SQLite and PostgreSQL, the client suite (.ci/run).
 ci:
-	bash .ci/run
+	CI=true bash .ci/run
 
 ## The benchmark (heavy, about 20 minutes; never in CI). See docs/performance.md.
 bench:
