@@ -11,15 +11,10 @@
 // (tests/api/account_deletion.rs) cover it with ManualClock.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import {
-  ApolloClient,
-  CombinedGraphQLErrors,
-  HttpLink,
-  InMemoryCache,
-  gql,
-} from "@apollo/client/core";
+import { gql } from "@apollo/client/core";
 
-import { freshPhone, graphqlUrl } from "./support.js";
+import { apolloClient, graphqlError } from "./apollo-support.js";
+import { freshPhone } from "./support.js";
 
 const REQUEST_CODE = gql`
   mutation RequestCode($phone: String!) {
@@ -94,28 +89,7 @@ const REFRESH = gql`
 `;
 
 function client(accessToken) {
-  return new ApolloClient({
-    link: new HttpLink({
-      uri: graphqlUrl,
-      headers: accessToken ? { authorization: `Bearer ${accessToken}` } : {},
-    }),
-    cache: new InMemoryCache(),
-    defaultOptions: {
-      query: { fetchPolicy: "no-cache" },
-      watchQuery: { fetchPolicy: "no-cache" },
-    },
-  });
-}
-
-/** The first GraphQL error an Apollo call threw. */
-async function graphqlError(promise) {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(CombinedGraphQLErrors.is(error), `a GraphQL error, got ${error}`);
-    return error.errors[0];
-  }
-  assert.fail("the call succeeded");
+  return apolloClient({ accessToken });
 }
 
 async function signIn(phone) {

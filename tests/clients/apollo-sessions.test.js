@@ -8,15 +8,10 @@
 // (OTP_RESEND_COOLDOWN_SECONDS, 60 s) between the two sign-ins.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import {
-  ApolloClient,
-  CombinedGraphQLErrors,
-  HttpLink,
-  InMemoryCache,
-  gql,
-} from "@apollo/client/core";
+import { gql } from "@apollo/client/core";
 
-import { freshPhone, graphqlUrl } from "./support.js";
+import { apolloClient as client, graphqlError } from "./apollo-support.js";
+import { freshPhone } from "./support.js";
 
 const REQUEST_CODE = gql`
   mutation RequestCode($phone: String!) {
@@ -65,31 +60,6 @@ const ME = gql`
     }
   }
 `;
-
-function client({ accessToken, userAgent } = {}) {
-  const headers = {};
-  if (accessToken) headers.authorization = `Bearer ${accessToken}`;
-  if (userAgent) headers["user-agent"] = userAgent;
-  return new ApolloClient({
-    link: new HttpLink({ uri: graphqlUrl, headers }),
-    cache: new InMemoryCache(),
-    defaultOptions: {
-      query: { fetchPolicy: "no-cache" },
-      watchQuery: { fetchPolicy: "no-cache" },
-    },
-  });
-}
-
-/** The first GraphQL error an Apollo call threw. */
-async function graphqlError(promise) {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(CombinedGraphQLErrors.is(error), `a GraphQL error, got ${error}`);
-    return error.errors[0];
-  }
-  assert.fail("the call succeeded");
-}
 
 async function signIn(phone, userAgent) {
   const device = client({ userAgent });
