@@ -14,30 +14,9 @@ import assert from "node:assert/strict";
 import { gql } from "@apollo/client/core";
 
 import { apolloClient, graphqlError } from "./apollo-support.js";
+import { ACTIVATE_INVITE, ME, REFRESH, REQUEST_CODE, VERIFY_CODE } from "./app-operations.js";
 import { freshPhone } from "./support.js";
 
-const REQUEST_CODE = gql`
-  mutation RequestCode($phone: String!) {
-    requestCode(phone: $phone) {
-      resendAvailableAt
-      devCode
-    }
-  }
-`;
-const VERIFY_CODE = gql`
-  mutation VerifyCode($phone: String!, $code: String!) {
-    verifyCode(phone: $phone, code: $code) {
-      accessToken
-      refreshToken
-      isNewUser
-      user {
-        id
-        phone
-        inviteCode
-      }
-    }
-  }
-`;
 const REQUEST_PHONE_CHANGE = gql`
   mutation RequestPhoneChange($phone: String!) {
     requestPhoneChange(phone: $phone) {
@@ -60,31 +39,6 @@ const CONFIRM_PHONE_CHANGE = gql`
 const DELETE_ACCOUNT = gql`
   mutation DeleteAccount {
     deleteAccount
-  }
-`;
-const ME = gql`
-  query Me {
-    me {
-      id
-      phone
-      activatedInviteCode
-    }
-  }
-`;
-const ACTIVATE_INVITE = gql`
-  mutation ActivateInvite($inviteCode: String!) {
-    activateInvite(inviteCode: $inviteCode) {
-      id
-      activatedInviteCode
-    }
-  }
-`;
-const REFRESH = gql`
-  mutation Refresh($refreshToken: String!) {
-    refreshToken(refreshToken: $refreshToken) {
-      accessToken
-      refreshToken
-    }
   }
 `;
 

@@ -11,32 +11,9 @@ import assert from "node:assert/strict";
 import { gql } from "@apollo/client/core";
 
 import { apolloClient as client, graphqlError } from "./apollo-support.js";
+import { ME, REFRESH, REQUEST_CODE, VERIFY_CODE } from "./app-operations.js";
 import { freshPhone } from "./support.js";
 
-const REQUEST_CODE = gql`
-  mutation RequestCode($phone: String!) {
-    requestCode(phone: $phone) {
-      resendAvailableAt
-      devCode
-    }
-  }
-`;
-const VERIFY_CODE = gql`
-  mutation VerifyCode($phone: String!, $code: String!) {
-    verifyCode(phone: $phone, code: $code) {
-      accessToken
-      refreshToken
-    }
-  }
-`;
-const REFRESH = gql`
-  mutation Refresh($refreshToken: String!) {
-    refreshToken(refreshToken: $refreshToken) {
-      accessToken
-      refreshToken
-    }
-  }
-`;
 const SESSIONS = gql`
   query Sessions {
     sessions {
@@ -51,13 +28,6 @@ const SESSIONS = gql`
 const REVOKE_SESSION = gql`
   mutation RevokeSession($id: ID!) {
     revokeSession(id: $id)
-  }
-`;
-const ME = gql`
-  query Me {
-    me {
-      id
-    }
   }
 `;
 
