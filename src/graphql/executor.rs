@@ -12,15 +12,15 @@
 use std::{sync::Arc, time::Instant};
 
 use async_graphql::{
-    Data, Executor, Positioned, Request, Response,
+    Data, Executor, Positioned, Request, Response, Value,
     parser::types::{DocumentOperations, ExecutableDocument, OperationDefinition},
 };
 use futures_util::{StreamExt, stream, stream::BoxStream};
 use sea_orm::DatabaseConnection;
 
 use super::{
-    AppSchema, introspection, loaders::Loaders, operation_metrics, persisted::PersistedOperations,
-    response_order::ResponseOrder, sensitive_fields,
+    AppSchema, documents::DocumentCache, introspection, loaders::Loaders, operation_metrics,
+    persisted::PersistedOperations, response_order::ResponseOrder, sensitive_fields,
 };
 
 #[derive(Clone)]
@@ -29,6 +29,8 @@ pub struct GraphqlExecutor {
     /// None when introspection is off: then every operation runs on `schema`.
     introspection: Option<AppSchema>,
     persisted: Arc<PersistedOperations>,
+    /// Parsed documents by their text (`documents`): parsed once, not per request.
+    documents: Arc<DocumentCache>,
     db: DatabaseConnection,
 }
 
@@ -36,6 +38,10 @@ pub struct GraphqlExecutor {
 struct Admitted<'a> {
     schema: &'a AppSchema,
     fields: Vec<operation_metrics::RootField>,
+    /// The request's document (None: it does not parse), for the response order.
+    document: Option<Arc<ExecutableDocument>>,
+    /// The document is new to the cache: keep it once it has passed validation.
+    keep: bool,
 }
 
 impl GraphqlExecutor {
@@ -49,6 +55,7 @@ impl GraphqlExecutor {
             schema,
             introspection,
             persisted: Arc::new(persisted),
+            documents: Arc::default(),
             db,
         }
     }
@@ -67,19 +74,22 @@ impl GraphqlExecutor {
             return Err(Box::new(Response::from_errors(vec![error])));
         }
         request.data.insert(Loaders::new(&self.db));
-        let operation_name = request.operation_name.clone();
-        let Ok(document) = request.parsed_query() else {
+        let Some(parsed) = self.documents.parse(request) else {
             return Ok(Admitted {
                 schema: &self.schema,
                 fields: Vec::new(),
+                document: None,
+                keep: false,
             });
         };
+        let operation_name = request.operation_name.as_deref();
+        let document = &*parsed.document;
         if let Err(error) = sensitive_fields::check(document) {
             return Err(Box::new(Response::from_errors(vec![error])));
         }
         let schema = match &self.introspection {
             Some(introspection)
-                if introspection::asks_only_introspection(document, operation_name.as_deref()) =>
+                if introspection::asks_only_introspection(document, operation_name) =>
             {
                 introspection
             }
@@ -87,20 +97,42 @@ impl GraphqlExecutor {
         };
         Ok(Admitted {
             schema,
-            fields: operation_metrics::root_fields(document, operation_name.as_deref()),
+            fields: operation_metrics::root_fields(document, operation_name),
+            keep: !parsed.cached,
+            document: Some(parsed.document),
         })
     }
 }
 
+/// The document reached execution: parsing, validation and variable coercion passed (their
+/// errors carry no `path`; an execution error that nulled the whole result has one).
+fn validated(response: &Response) -> bool {
+    response.data != Value::Null
+        || response.errors.is_empty()
+        || response.errors.iter().any(|error| !error.path.is_empty())
+}
+
 impl Executor for GraphqlExecutor {
     async fn execute(&self, mut request: Request) -> Response {
-        let Admitted { schema, fields } = match self.admit(&mut request) {
+        let Admitted {
+            schema,
+            fields,
+            document,
+            keep,
+        } = match self.admit(&mut request) {
             Ok(admitted) => admitted,
             Err(refused) => return *refused,
         };
-        let order = ResponseOrder::of(&mut request);
+        // The text is only needed again to keep a new document; most requests skip the copy.
+        let query = keep.then(|| request.query.clone());
+        let order = ResponseOrder::of(document.clone(), request.operation_name.clone());
         let started = Instant::now();
         let mut response = schema.execute(request).await;
+        if let (Some(query), Some(document)) = (query, document) {
+            if validated(&response) {
+                self.documents.keep(&query, document);
+            }
+        }
         order.restore(&mut response);
         operation_metrics::record(&fields, &response, started.elapsed().as_secs_f64());
         response
@@ -113,11 +145,17 @@ impl Executor for GraphqlExecutor {
         mut request: Request,
         session_data: Option<Arc<Data>>,
     ) -> BoxStream<'static, Response> {
-        let Admitted { schema, fields } = match self.admit(&mut request) {
+        // A subscription's document is taken from the cache when there, never added to it.
+        let Admitted {
+            schema,
+            fields,
+            document,
+            ..
+        } = match self.admit(&mut request) {
             Ok(admitted) => admitted,
             Err(refused) => return stream::once(async move { *refused }).boxed(),
         };
-        let order = ResponseOrder::of(&mut request);
+        let order = ResponseOrder::of(document, request.operation_name.clone());
         let started = Instant::now();
         schema
             .execute_stream_with_session_data(request, session_data.unwrap_or_default())

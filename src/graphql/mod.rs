@@ -1,6 +1,7 @@
 //! The GraphQL layer: the schema, its resolvers and DataLoaders. Resolvers parse arguments into
 //! domain types, call one service, and map the result into a GraphQL type.
 
+mod documents;
 mod executor;
 pub mod introspection;
 pub mod loaders;

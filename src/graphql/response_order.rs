@@ -12,10 +12,10 @@
 //! batch, each event of a WebSocket subscription), so no resolver has to care. Once the
 //! dependency collects fields in selection order again this pass finds everything in place.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use async_graphql::{
-    Name, Positioned, Request, Response, Value,
+    Name, Positioned, Response, Value,
     indexmap::IndexMap,
     parser::types::{ExecutableDocument, FragmentDefinition, Selection, SelectionSet},
 };
@@ -30,19 +30,17 @@ type Fragments = HashMap<Name, Positioned<FragmentDefinition>>;
 
 /// What a response must be ordered by: the request's document and the operation it runs.
 pub struct ResponseOrder {
-    plan: Option<(ExecutableDocument, Option<String>)>,
+    plan: Option<(Arc<ExecutableDocument>, Option<String>)>,
 }
 
 impl ResponseOrder {
-    /// Keeps what [`ResponseOrder::restore`] will need. A document that does not parse yields
-    /// nothing to order (its response has no data).
-    pub fn of(request: &mut Request) -> Self {
-        let operation_name = request.operation_name.clone();
-        let plan = request
-            .parsed_query()
-            .ok()
-            .map(|document| (document.clone(), operation_name));
-        Self { plan }
+    /// Keeps what [`ResponseOrder::restore`] will need: the document shared with the
+    /// executor's cache, not a copy. A document that does not parse (`None`) yields nothing to
+    /// order (its response has no data).
+    pub fn of(document: Option<Arc<ExecutableDocument>>, operation_name: Option<String>) -> Self {
+        Self {
+            plan: document.map(|document| (document, operation_name)),
+        }
     }
 
     /// Reorders `response.data` to follow the operation's selection sets.

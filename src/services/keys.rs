@@ -21,6 +21,9 @@ pub struct Keys {
     otp: [u8; 32],
     refresh: [u8; 32],
     outbox: XChaCha20Poly1305,
+    /// Access tokens already verified with `jwt_decoding` (per key: a token verified under one
+    /// secret is never taken under another).
+    pub verified: super::tokens::VerifiedTokens,
 }
 
 /// XChaCha20-Poly1305's nonce: 24 random bytes, long enough that random nonces never repeat.
@@ -36,6 +39,7 @@ impl Keys {
             otp: derive(secret, b"phone-auth/otp-hash/v1"),
             refresh: derive(secret, b"phone-auth/refresh-hash/v1"),
             outbox: XChaCha20Poly1305::new(&Key::from(derive(secret, b"phone-auth/sms-outbox/v1"))),
+            verified: Default::default(),
         }
     }
 

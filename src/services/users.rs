@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, FromQueryResult,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
     sea_query::{OnConflict, Query},
 };
 
@@ -23,9 +23,27 @@ use crate::{
 /// something else is wrong.
 const INVITE_CODE_ATTEMPTS: usize = 8;
 
+///
+/// The statement is a constant, not built with the query builder per call: this read is the
+/// whole database cost of `me`, the request every app screen makes, and building it through
+/// sea-query (identifiers quoted and written one by one, a `LIMIT` bound) cost more CPU than
+/// SQLite spent running it. One statement, as before; a primary-key lookup returns at most one
+/// row without a `LIMIT`.
 pub async fn find(conn: &impl ConnectionTrait, id: i64) -> AppResult<Option<users::Model>> {
-    Ok(users::Entity::find_by_id(id).one(conn).await?)
+    let backend = conn.get_database_backend();
+    let sql = match backend {
+        DatabaseBackend::Postgres => FIND_BY_ID_POSTGRES,
+        _ => FIND_BY_ID_SQLITE,
+    };
+    Ok(users::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(backend, sql, [id.into()]))
+        .one(conn)
+        .await?)
 }
+
+/// Every column of `users::Model`, by primary key (`find`).
+const FIND_BY_ID_POSTGRES: &str = r#"SELECT "id", "phone", "invite_code", "invited_by_id", "activated_invite_code", "activated_at", "created_at" FROM "users" WHERE "id" = $1"#;
+const FIND_BY_ID_SQLITE: &str = r#"SELECT "id", "phone", "invite_code", "invited_by_id", "activated_invite_code", "activated_at", "created_at" FROM "users" WHERE "id" = ?"#;
 
 /// The user for `phone`, created (with a fresh invite code) if this is their first sign-in.
 /// Returns the user and whether it was created. Race-safe: `INSERT … ON CONFLICT DO NOTHING`
@@ -202,4 +220,26 @@ pub async fn invitee_counts(
         .all(conn)
         .await?;
     Ok(rows.into_iter().map(|r| (r.invited_by_id, r.n)).collect())
+}
+
+#[cfg(test)]
+mod find_tests {
+    use sea_orm::{IdenStatic, Iterable};
+
+    use super::*;
+
+    /// `find`'s constant statements select exactly the entity's columns, in its order.
+    #[test]
+    fn find_selects_every_column_of_the_entity() {
+        let list = Column::iter()
+            .map(|column| format!("\"{}\"", column.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        for (sql, placeholder) in [(FIND_BY_ID_POSTGRES, "$1"), (FIND_BY_ID_SQLITE, "?")] {
+            assert_eq!(
+                sql,
+                format!("SELECT {list} FROM \"users\" WHERE \"id\" = {placeholder}")
+            );
+        }
+    }
 }
