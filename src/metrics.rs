@@ -3,8 +3,11 @@
 
 use std::{borrow::Cow, sync::OnceLock};
 
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use sea_orm::DatabaseConnection;
+
+use crate::graphql::ROOT_FIELDS;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -59,8 +62,26 @@ fn record_pool(db: &DatabaseConnection) {
 }
 
 /// One GraphQL root field (`requestCode`, `me`, …) finished with `outcome` (`ok` or an error code).
-/// Labels are `'static`: no allocation per request, and a bounded label set.
+/// Labels are `'static`: no allocation per request, and a bounded label set. A field that
+/// answered `ok` (the common case) uses handles resolved on its first use, so it skips hashing
+/// its labels and looking them up in the registry. (Resolved after `handle()` installed the
+/// recorder: `AppState::new` does that before any request.)
 pub fn field_resolved(field: &'static str, outcome: &'static str, seconds: f64) {
+    if outcome == "ok" {
+        if let Some(index) = ROOT_FIELDS.iter().position(|known| *known == field) {
+            static OK: [OnceLock<(Counter, Histogram)>; ROOT_FIELDS.len()] =
+                [const { OnceLock::new() }; ROOT_FIELDS.len()];
+            let (counter, histogram) = OK[index].get_or_init(|| {
+                (
+                    metrics::counter!("graphql_fields_total", "field" => field, "outcome" => "ok"),
+                    metrics::histogram!("graphql_field_duration_seconds", "field" => field),
+                )
+            });
+            counter.increment(1);
+            histogram.record(seconds);
+            return;
+        }
+    }
     metrics::counter!("graphql_fields_total", "field" => field, "outcome" => outcome).increment(1);
     metrics::histogram!("graphql_field_duration_seconds", "field" => field).record(seconds);
     if outcome == crate::error::code::RATE_LIMITED {
@@ -68,8 +89,21 @@ pub fn field_resolved(field: &'static str, outcome: &'static str, seconds: f64) 
     }
 }
 
-/// One HTTP request finished.
+/// One HTTP request finished. `POST /graphql` answered 200, nearly every request, uses handles
+/// resolved on first use (as `field_resolved` does).
 pub fn http_request(route: Cow<'static, str>, status: u16, seconds: f64) {
+    if status == 200 && route == "/graphql" {
+        static GRAPHQL_OK: OnceLock<(Counter, Histogram)> = OnceLock::new();
+        let (counter, histogram) = GRAPHQL_OK.get_or_init(|| {
+            (
+                metrics::counter!("http_requests_total", "route" => "/graphql", "status" => "200"),
+                metrics::histogram!("http_request_duration_seconds", "route" => "/graphql"),
+            )
+        });
+        counter.increment(1);
+        histogram.record(seconds);
+        return;
+    }
     let status: Cow<'static, str> = match status {
         200 => "200".into(),
         other => other.to_string().into(),

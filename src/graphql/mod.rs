@@ -18,4 +18,5 @@ pub mod types;
 pub mod viewer;
 
 pub use executor::{GraphqlExecutor, selected_operation};
+pub use operation_metrics::ROOT_FIELDS;
 pub use schema::{AppSchema, build_introspection_schema, build_schema, schema_builder};

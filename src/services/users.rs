@@ -35,10 +35,11 @@ pub async fn find(conn: &impl ConnectionTrait, id: i64) -> AppResult<Option<user
         DatabaseBackend::Postgres => FIND_BY_ID_POSTGRES,
         _ => FIND_BY_ID_SQLITE,
     };
-    Ok(users::Entity::find()
-        .from_raw_sql(Statement::from_sql_and_values(backend, sql, [id.into()]))
-        .one(conn)
-        .await?)
+    Ok(
+        users::Model::find_by_statement(Statement::from_sql_and_values(backend, sql, [id.into()]))
+            .one(conn)
+            .await?,
+    )
 }
 
 /// Every column of `users::Model`, by primary key (`find`).
