@@ -2,6 +2,5 @@
 //! No GraphQL derives here: the API's types live in `graphql::types`.
 
 pub mod otp_codes;
-pub mod prelude;
 pub mod refresh_tokens;
 pub mod users;
