@@ -49,9 +49,7 @@ pub async fn delete_account(state: &AppState, caller: &AccessToken) -> AppResult
         .await?
     else {
         txn.rollback().await?;
-        return Err(AppError::Unauthenticated(
-            "The signed-in user no longer exists.",
-        ));
+        return Err(AppError::user_gone());
     };
     let phone: String = row.try_get("", "phone")?;
     txn.execute(db::raw(

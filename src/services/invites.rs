@@ -63,9 +63,7 @@ pub async fn activate_invite(
                 Some(activated_invite_code) => Err(AppError::InviteAlreadyActivated {
                     activated_invite_code,
                 }),
-                None => Err(AppError::Unauthenticated(
-                    "The signed-in user no longer exists.",
-                )),
+                None => Err(AppError::user_gone()),
             }
         }
     }

@@ -23,10 +23,6 @@ use crate::{
     state::AppState,
 };
 
-fn user_gone() -> AppError {
-    AppError::Unauthenticated("The signed-in user no longer exists.")
-}
-
 fn same_phone() -> AppError {
     AppError::bad_input("phone", "This is already your phone number.")
 }
@@ -42,9 +38,7 @@ pub async fn request_phone_change(
     // A stolen access token must not move the account to the thief's phone (and so outlive
     // every logout): a phone change, like a deletion, needs a recent verifyCode.
     sessions::require_recent_sign_in(state, caller, state.clock.now())?;
-    let user = crate::services::users::find(&state.db, caller.user_id)
-        .await?
-        .ok_or_else(user_gone)?;
+    let user = crate::services::users::signed_in(&state.db, caller.user_id).await?;
     if user.phone == phone.as_str() {
         return Err(same_phone());
     }
@@ -65,9 +59,7 @@ pub async fn confirm_phone_change(
     ip: IpAddr,
 ) -> AppResult<users::Model> {
     sessions::require_recent_sign_in(state, caller, state.clock.now())?;
-    let user = crate::services::users::find(&state.db, caller.user_id)
-        .await?
-        .ok_or_else(user_gone)?;
+    let user = crate::services::users::signed_in(&state.db, caller.user_id).await?;
     if user.phone == phone.as_str() {
         return Err(same_phone());
     }
@@ -104,7 +96,7 @@ pub async fn confirm_phone_change(
             // Deleted, or moved by a concurrent change: nothing to do, and the code stays.
             savepoint.rollback().await?;
             txn.rollback().await?;
-            return Err(user_gone());
+            return Err(AppError::user_gone());
         }
         Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
             // The code was right, so it is spent: asking again takes a new one.

@@ -16,9 +16,21 @@ use uuid::Uuid;
 use crate::{
     db,
     error::{AppError, AppResult},
-    services::tokens::AccessToken,
+    services::{otp::SignIn, tokens, tokens::AccessToken, users},
     state::AppState,
 };
+
+/// refreshToken: a new token pair for the sign-in `raw` belongs to (rotation, in
+/// [`tokens::refresh_token`]) and its user, as a sign-in that created no one.
+pub async fn refresh(state: &AppState, raw: &str) -> AppResult<SignIn> {
+    let (user_id, tokens) = tokens::refresh_token(state, raw).await?;
+    let user = users::signed_in(&state.db, user_id).await?;
+    Ok(SignIn {
+        user,
+        tokens,
+        is_new_user: false,
+    })
+}
 
 /// The longest `userAgent` kept, in characters.
 pub const MAX_USER_AGENT_CHARS: usize = 200;

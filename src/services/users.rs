@@ -17,6 +17,7 @@ use crate::{
     },
     domain::{cursor::Position, invite_code::InviteCode, phone::Phone},
     error::{AppError, AppResult},
+    state::AppState,
 };
 
 /// Collisions need 31^6 ≈ 8.9e8 codes to get likely; eight draws in a row colliding means
@@ -25,6 +26,21 @@ const INVITE_CODE_ATTEMPTS: usize = 8;
 
 pub async fn find(conn: &impl ConnectionTrait, id: i64) -> AppResult<Option<users::Model>> {
     Ok(users::Entity::find_by_id(id).one(conn).await?)
+}
+
+/// The user an access token names; UNAUTHENTICATED when that user was deleted since.
+pub async fn signed_in(conn: &impl ConnectionTrait, id: i64) -> AppResult<users::Model> {
+    find(conn, id).await?.ok_or_else(AppError::user_gone)
+}
+
+/// The signed-in user, when their phone is one of `ADMIN_PHONES`; FORBIDDEN otherwise.
+pub async fn admin(state: &AppState, id: i64) -> AppResult<users::Model> {
+    let caller = signed_in(&state.db, id).await?;
+    if state.config.admin_phones.contains(&caller.phone) {
+        Ok(caller)
+    } else {
+        Err(AppError::Forbidden)
+    }
 }
 
 /// The user for `phone`, created (with a fresh invite code) if this is their first sign-in.
