@@ -7,10 +7,12 @@
 
 use std::net::IpAddr;
 
-use sea_orm::{ConnectionTrait, FromQueryResult, SqlErr, TransactionTrait};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, FromQueryResult, SqlErr, TransactionTrait, sea_query::Query,
+};
 
 use crate::{
-    db::{self, entities::users},
+    db::entities::users,
     domain::{otp_code::OtpCode, phone::Phone},
     error::{AppError, AppResult},
     services::{
@@ -77,17 +79,15 @@ pub async fn confirm_phone_change(
     // A savepoint: a unique violation must not abort the transaction that consumed the code
     // (PostgreSQL refuses every statement after an error until a rollback).
     let savepoint = txn.begin().await?;
-    let update = db::raw(
-        savepoint.get_database_backend(),
-        "UPDATE users SET phone = ? WHERE id = ? AND phone = ? \
-         RETURNING id, phone, invite_code, invited_by_id, activated_invite_code, activated_at, created_at",
-        vec![
-            phone.as_str().into(),
-            caller.user_id.into(),
-            old_phone.as_str().into(),
-        ],
-    );
-    let moved = match savepoint.query_one(update).await {
+    let update = Query::update()
+        .table(users::Entity)
+        .value(users::Column::Phone, phone.as_str())
+        .and_where(users::Column::Id.eq(caller.user_id))
+        .and_where(users::Column::Phone.eq(old_phone.as_str()))
+        .returning_all()
+        .to_owned();
+    let backend = savepoint.get_database_backend();
+    let moved = match savepoint.query_one(backend.build(&update)).await {
         Ok(Some(row)) => {
             savepoint.commit().await?;
             users::Model::from_query_result(&row, "")?
