@@ -2,8 +2,7 @@
 //! activates at most once — enforced by one conditional UPDATE, not a read before the write.
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter,
-    sea_query::Query,
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, sea_query::Query,
 };
 
 use crate::{

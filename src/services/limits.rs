@@ -138,7 +138,12 @@ pub fn delivery_windows(config: &Config, phone: &Phone) -> Vec<Window> {
             Duration::from_secs(60),
             "global_minute",
         ),
-        Window::new(Bucket::GlobalCodes, l.sms_global_per_hour, HOUR, "global_hour"),
+        Window::new(
+            Bucket::GlobalCodes,
+            l.sms_global_per_hour,
+            HOUR,
+            "global_hour",
+        ),
         Window::new(global, l.sms_global_per_day, DAY, "global_day"),
     ]
 }
@@ -468,7 +473,10 @@ mod tests {
     fn bucket_keys_keep_their_stored_spelling() {
         let phone = Phone::from_e164("+79123456789".to_owned());
         let v4 = client_key(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7)), 64);
-        let v6 = client_key(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 3, 4, 5, 6)), 64);
+        let v6 = client_key(
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 3, 4, 5, 6)),
+            64,
+        );
         let keys = [
             Bucket::PhoneCodes(&phone).key(),
             Bucket::ClientCodes(&v4).key(),

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, FromQueryResult, QueryFilter,
-    TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, FromQueryResult, IdenStatic,
+    QueryFilter, TransactionTrait,
     sea_query::{Expr, OnConflict, Query},
 };
 
@@ -160,7 +160,7 @@ pub async fn request_code(state: &AppState, phone: Phone, ip: IpAddr) -> AppResu
     }
     let recorded = [send_windows, breakers.sent_windows(known_user)].concat();
     limits::record(&txn, &recorded, now).await?;
-    let code_id: i64 = row.try_get("", "id")?;
+    let code_id: i64 = row.try_get("", Column::Id.as_str())?;
     // The message is committed with the code (the transactional outbox): a provider outage
     // or a crash after the commit loses nothing, and the request never waits for delivery,
     // so its answer gives no timing signal about the phone.

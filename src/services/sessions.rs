@@ -11,8 +11,8 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, IdenStatic,
-    QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, IdenStatic, QueryFilter,
+    QueryOrder, QuerySelect,
     sea_query::{OnConflict, Query},
 };
 use uuid::Uuid;
@@ -285,11 +285,7 @@ pub async fn revoke(
         .value(Column::RevokedAt, now)
         .cond_where(which_rows)
         .and_where(Column::RevokedAt.is_null())
-        .returning(Query::returning().columns([
-            Column::Id,
-            Column::ExpiresAt,
-            Column::LastUsedAt,
-        ]))
+        .returning(Query::returning().columns([Column::Id, Column::ExpiresAt, Column::LastUsedAt]))
         .to_owned();
     let rows = conn
         .query_all(conn.get_database_backend().build(&update))

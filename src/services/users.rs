@@ -178,6 +178,8 @@ pub async fn invitees_of(
                 (vec![one; chunk.len()].join(" UNION ALL "), values)
             }
         };
+        // Raw SQL: sea-query writes each UNION member in parentheses, which SQLite refuses, and
+        // has no `CROSS JOIN LATERAL` over a `VALUES` list with named columns (`AS i(id)`).
         let rows = users::Entity::find()
             .from_raw_sql(db::raw(backend, &sql, values))
             .all(conn)
