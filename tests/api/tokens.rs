@@ -446,3 +446,18 @@ async fn a_refresh_answers_the_sign_in_payload_without_a_new_user() {
     assert_eq!(payload["user"]["id"], s.user_id.as_str());
     assert_eq!(payload["user"]["phone"], phone(1));
 }
+
+/// logoutAll does not count a sign-in at its absolute end (SESSION_MAX_LIFETIME_SECONDS after
+/// its verifyCode, to the second): it was no longer live.
+#[tokio::test]
+async fn logout_all_does_not_count_a_sign_in_at_its_absolute_end() {
+    let app = TestApp::with_env(&[("SESSION_MAX_LIFETIME_SECONDS", "3600")]).await;
+    let _ending = app.sign_in(&phone(1)).await;
+    app.advance(3600);
+    let caller = app.sign_in(&phone(1)).await;
+    let body = app
+        .gql_as(&caller.access_token, "mutation { logoutAll }", json!({}))
+        .await;
+    assert_ok(&body);
+    assert_eq!(body["data"]["logoutAll"], 1, "{body}");
+}
