@@ -1,15 +1,13 @@
 # Habits kept in a file. Every target is a plain command; `make` alone lists them.
 # See README.md and docs/testing.md.
 
-TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
-
 .DEFAULT_GOAL := help
-.PHONY: help run test test-pg fmt lint schema ci bench mutants mutants-diff
+.PHONY: help run test test-pg postgres postgres-down fmt lint schema ci bench mutants mutants-diff
 
 ## List the targets (the default).
 help:
 	@echo 'make <target>:'
-	@awk '/^## /{doc=substr($$0,4); next} /^[a-z][a-z-]*:/{if(doc!=""){sub(/:.*/,"",$$1); printf "  %-9s %s\n",$$1,doc}; doc=""; next} {doc=""}' $(MAKEFILE_LIST)
+	@awk '/^## /{doc=substr($$0,4); next} /^[a-z][a-z-]*:/{if(doc!=""){sub(/:.*/,"",$$1); printf "  %-13s %s\n",$$1,doc}; doc=""; next} {doc=""}' $(MAKEFILE_LIST)
 
 ## The server with its defaults: GraphiQL at http://127.0.0.1:8000/, SQLite file phone-auth.db.
 run:
@@ -17,11 +15,19 @@ run:
 
 ## The test suite on SQLite (each test gets its own in-memory database).
 test:
-	cargo test --workspace
+	env -u TEST_DATABASE_URL cargo test --workspace
 
-## The same suite on PostgreSQL (TEST_DATABASE_URL, default the local server, user postgres).
+## The same suite on PostgreSQL: TEST_DATABASE_URL if it answers, else what `make postgres` finds.
 test-pg:
-	TEST_DATABASE_URL='$(TEST_DATABASE_URL)' cargo test --workspace
+	url="$$(scripts/postgres up)" && TEST_DATABASE_URL="$$url" cargo test --workspace
+
+## Find or start a PostgreSQL for the tests and print its URL (scripts/postgres, as CI does).
+postgres:
+	@scripts/postgres up
+
+## Stop and delete the throwaway PostgreSQL cluster `make postgres` made, if it made one.
+postgres-down:
+	scripts/postgres down
 
 ## Format the whole workspace.
 fmt:
@@ -53,7 +59,7 @@ mutants-diff:
 	git diff $(MUTANTS_BASE)... > target/mutants.diff
 	cargo mutants --in-diff target/mutants.diff --timeout 120 --output target/mutants-diff
 
-## Everything CI runs: lints, tests on SQLite and PostgreSQL, the client suite (.ci/run).
+## Everything CI runs (.ci/run: the lint, test and test-pg targets above, then the client suite).
 ci:
 	CI=true bash .ci/run
 

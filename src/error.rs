@@ -87,6 +87,11 @@ impl AppError {
         }
     }
 
+    /// UNAUTHENTICATED: the access token is valid but its user was deleted since.
+    pub fn user_gone() -> Self {
+        Self::Unauthenticated("The signed-in user no longer exists.")
+    }
+
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
         Self::Internal(err.into())
     }

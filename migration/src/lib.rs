@@ -11,6 +11,7 @@ mod m20261122_000005_create_sms_outbox;
 mod m20261129_000001_create_sessions;
 mod m20261129_000002_sms_outbox_kind;
 mod m20261129_000003_create_revoked_sessions;
+mod m20261205_000001_drop_sms_outbox_phone_status;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000001_create_sessions::Migration),
             Box::new(m20261129_000002_sms_outbox_kind::Migration),
             Box::new(m20261129_000003_create_revoked_sessions::Migration),
+            Box::new(m20261205_000001_drop_sms_outbox_phone_status::Migration),
         ]
     }
 }

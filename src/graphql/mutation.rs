@@ -6,8 +6,7 @@ use super::{
 };
 use crate::{
     domain::{invite_code::InviteCode, otp_code::OtpCode, phone::Phone},
-    error::AppError,
-    services::{account, invites, otp, phone_change, tokens, users},
+    services::{account, invites, otp, phone_change, sessions, tokens},
     state::AppState,
 };
 
@@ -51,20 +50,7 @@ impl MutationRoot {
         refresh_token: String,
     ) -> async_graphql::Result<AuthPayload> {
         let state = ctx.data_unchecked::<AppState>();
-        let (user_id, pair) = tokens::refresh_token(state, &refresh_token).await?;
-        let user = users::find(&state.db, user_id)
-            .await?
-            .ok_or(AppError::Unauthenticated(
-                "The signed-in user no longer exists.",
-            ))?;
-        Ok(AuthPayload {
-            access_token: pair.access_token,
-            refresh_token: pair.refresh_token,
-            token_type: "Bearer".to_owned(),
-            expires_in: pair.expires_in,
-            user: User(user),
-            is_new_user: false,
-        })
+        Ok(sessions::refresh(state, &refresh_token).await?.into())
     }
 
     /// Revoke a refresh token (and with it, that sign-in). Always true for a token that was valid.

@@ -7,7 +7,6 @@ use super::{
 };
 use crate::{
     domain::cursor,
-    error::AppError,
     services::{sessions, users},
     state::AppState,
 };
@@ -20,12 +19,7 @@ impl QueryRoot {
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
         let user_id = ctx.data_unchecked::<Viewer>().user_id()?;
         let state = ctx.data_unchecked::<AppState>();
-        Ok(users::find(&state.db, user_id)
-            .await?
-            .map(User)
-            .ok_or(AppError::Unauthenticated(
-                "The signed-in user no longer exists.",
-            ))?)
+        Ok(User(users::signed_in(&state.db, user_id).await?))
     }
 
     /// Every user, newest first. FORBIDDEN unless the caller is an admin (ADMIN_PHONES).
@@ -38,14 +32,7 @@ impl QueryRoot {
     ) -> async_graphql::Result<UserConnection> {
         let user_id = ctx.data_unchecked::<Viewer>().user_id()?;
         let state = ctx.data_unchecked::<AppState>();
-        let caller = users::find(&state.db, user_id)
-            .await?
-            .ok_or(AppError::Unauthenticated(
-                "The signed-in user no longer exists.",
-            ))?;
-        if !state.config.admin_phones.contains(&caller.phone) {
-            return Err(AppError::Forbidden.into());
-        }
+        users::admin(state, user_id).await?;
         let first = cursor::page_size(first.unwrap_or(cursor::DEFAULT_PAGE))?;
         let after = after.as_deref().map(cursor::decode).transpose()?;
         let (rows, has_next_page) = users::page_all(&state.db, first, after).await?;

@@ -4,10 +4,13 @@
 //! `invited_by_id`), so they still cannot activate another; rate-limit history stays, so a
 //! deletion does not reset a phone's limits.
 
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, IdenStatic, QueryFilter, TransactionTrait,
+    sea_query::Query,
+};
 
 use crate::{
-    db,
+    db::entities::{otp_codes, refresh_tokens, users},
     error::{AppError, AppResult},
     services::{
         outbox,
@@ -33,33 +36,25 @@ pub async fn delete_account(state: &AppState, caller: &AccessToken) -> AppResult
     }
     // Refresh tokens first, then the sessions: the order a refresh takes its locks in (token
     // row, then session row), so a refresh racing the deletion waits instead of deadlocking.
-    txn.execute(db::raw(
-        backend,
-        "DELETE FROM refresh_tokens WHERE user_id = ?",
-        vec![user_id.into()],
-    ))
-    .await?;
+    refresh_tokens::Entity::delete_many()
+        .filter(refresh_tokens::Column::UserId.eq(user_id))
+        .exec(&txn)
+        .await?;
     sessions::revoke(&txn, state, Revoke::AllOf(user_id)).await?;
-    let Some(row) = txn
-        .query_one(db::raw(
-            backend,
-            "DELETE FROM users WHERE id = ? RETURNING phone",
-            vec![user_id.into()],
-        ))
-        .await?
-    else {
+    let delete_user = Query::delete()
+        .from_table(users::Entity)
+        .and_where(users::Column::Id.eq(user_id))
+        .returning_col(users::Column::Phone)
+        .to_owned();
+    let Some(row) = txn.query_one(backend.build(&delete_user)).await? else {
         txn.rollback().await?;
-        return Err(AppError::Unauthenticated(
-            "The signed-in user no longer exists.",
-        ));
+        return Err(AppError::user_gone());
     };
-    let phone: String = row.try_get("", "phone")?;
-    txn.execute(db::raw(
-        backend,
-        "DELETE FROM otp_codes WHERE phone = ?",
-        vec![phone.as_str().into()],
-    ))
-    .await?;
+    let phone: String = row.try_get("", users::Column::Phone.as_str())?;
+    otp_codes::Entity::delete_many()
+        .filter(otp_codes::Column::Phone.eq(phone.as_str()))
+        .exec(&txn)
+        .await?;
     outbox::delete_pending(&txn, &phone).await?;
     txn.commit().await?;
     tracing::info!("account deleted");

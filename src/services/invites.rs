@@ -1,13 +1,12 @@
 //! Activating someone else's invite code: it must exist, must not be one's own, and a user
 //! activates at most once — enforced by one conditional UPDATE, not a read before the write.
 
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, sea_query::Query,
+};
 
 use crate::{
-    db::{
-        self,
-        entities::users::{self, Column},
-    },
+    db::entities::users::{self, Column},
     domain::invite_code::InviteCode,
     error::{AppError, AppResult},
     events::InviteActivated,
@@ -29,19 +28,20 @@ pub async fn activate_invite(
         return Err(AppError::SelfInvite);
     }
     let now = state.clock.now();
-    let update = db::raw(
-        state.db.get_database_backend(),
-        "UPDATE users SET invited_by_id = ?, activated_invite_code = ?, activated_at = ? \
-         WHERE id = ? AND invited_by_id IS NULL AND activated_invite_code IS NULL \
-         RETURNING id, phone, invite_code, invited_by_id, activated_invite_code, activated_at, created_at",
-        vec![
-            owner.id.into(),
-            code.as_str().into(),
-            now.into(),
-            user_id.into(),
-        ],
-    );
-    match state.db.query_one(update).await? {
+    let update = Query::update()
+        .table(users::Entity)
+        .values([
+            (Column::InvitedById, owner.id.into()),
+            (Column::ActivatedInviteCode, code.as_str().into()),
+            (Column::ActivatedAt, now.into()),
+        ])
+        .and_where(Column::Id.eq(user_id))
+        .and_where(Column::InvitedById.is_null())
+        .and_where(Column::ActivatedInviteCode.is_null())
+        .returning_all()
+        .to_owned();
+    let backend = state.db.get_database_backend();
+    match state.db.query_one(backend.build(&update)).await? {
         Some(row) => {
             let user = users::Model::from_query_result(&row, "")?;
             state
@@ -63,9 +63,7 @@ pub async fn activate_invite(
                 Some(activated_invite_code) => Err(AppError::InviteAlreadyActivated {
                     activated_invite_code,
                 }),
-                None => Err(AppError::Unauthenticated(
-                    "The signed-in user no longer exists.",
-                )),
+                None => Err(AppError::user_gone()),
             }
         }
     }

@@ -9,12 +9,19 @@
 use std::{net::IpAddr, time::Duration};
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection, Value};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+    sea_query::{Alias, Expr, Func, OnConflict, Query, SimpleExpr},
+};
 
 use crate::{
     config::Config,
-    db,
-    domain::{client_ip::client_key, phone::Phone},
+    db::entities::{rate_events, rate_limit_locks},
+    domain::{
+        client_ip::{ClientKey, client_key},
+        phone::Phone,
+    },
     error::{AppError, AppResult},
     services::seconds_until,
 };
@@ -25,9 +32,47 @@ const MONTH: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Events older than the longest window are never counted again.
 const RETENTION: Duration = Duration::from_secs(31 * 24 * 3600);
 
-/// "At most `max` events in `bucket` per rolling `period`"; `max == 0` turns it off.
+/// What counted events are counted under. [`Bucket::key`] is the one place the stored key
+/// (`rate_events.bucket`, `rate_limit_locks.bucket`) is spelled, so every service names a
+/// bucket the same way and the keys already in the database keep counting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Bucket<'a> {
+    /// Codes sent to a phone (E.164).
+    PhoneCodes(&'a Phone),
+    /// Codes asked for by a client (its IP or IPv6 network).
+    ClientCodes(&'a ClientKey),
+    /// Codes sent to anyone.
+    GlobalCodes,
+    /// verifyCode calls by a client.
+    ClientVerifies(&'a ClientKey),
+    /// Wrong guesses for a phone.
+    PhoneFailures(&'a Phone),
+    /// Codes to never-signed-in numbers of a range (`Phone::range`).
+    RangeCodes(&'a str),
+    /// Codes to a country's numbers.
+    CountryCodes(&'a str),
+    /// Sign-ins completed by a country's numbers.
+    CountryVerified(&'a str),
+}
+
+impl Bucket<'_> {
+    pub fn key(&self) -> String {
+        match self {
+            Self::PhoneCodes(phone) => format!("code:phone:{}", phone.as_str()),
+            Self::ClientCodes(client) => format!("code:ip:{client}"),
+            Self::GlobalCodes => "code:global".to_owned(),
+            Self::ClientVerifies(client) => format!("verify:ip:{client}"),
+            Self::PhoneFailures(phone) => format!("fail:phone:{}", phone.as_str()),
+            Self::RangeCodes(range) => format!("code:range:{range}"),
+            Self::CountryCodes(country) => format!("code:country:{country}"),
+            Self::CountryVerified(country) => format!("verified:country:{country}"),
+        }
+    }
+}
+
+/// "At most `max` events in a bucket per rolling `period`"; `max == 0` turns it off.
 /// `reason` names the limit in `/metrics` (`rate_limit_refusals_total{reason}`) when it
-/// refuses.
+/// refuses. `bucket` is the bucket's stored key ([`Bucket::key`]).
 #[derive(Clone, Debug)]
 pub struct Window {
     pub bucket: String,
@@ -37,9 +82,9 @@ pub struct Window {
 }
 
 impl Window {
-    pub fn new(bucket: String, max: u32, period: Duration, reason: &'static str) -> Self {
+    pub fn new(bucket: Bucket<'_>, max: u32, period: Duration, reason: &'static str) -> Self {
         Self {
-            bucket,
+            bucket: bucket.key(),
             max,
             period,
             reason,
@@ -47,7 +92,7 @@ impl Window {
     }
 
     /// A window that only counts (it never refuses); off when `on` is false.
-    pub fn counter(bucket: String, period: Duration, on: bool) -> Self {
+    pub fn counter(bucket: Bucket<'_>, period: Duration, on: bool) -> Self {
         Self::new(bucket, if on { u32::MAX } else { 0 }, period, "counter")
     }
 }
@@ -65,10 +110,10 @@ pub fn code_windows(config: &Config, phone: &Phone, ip: IpAddr) -> Vec<Window> {
 pub fn client_code_windows(config: &Config, ip: IpAddr) -> Vec<Window> {
     let l = config.limits.for_client(ip);
     let client = client_key(ip, config.ip_v6_prefix);
-    let ip_bucket = format!("code:ip:{client}");
+    let bucket = Bucket::ClientCodes(&client);
     vec![
-        Window::new(ip_bucket.clone(), l.ip_codes_per_hour, HOUR, "ip_hour"),
-        Window::new(ip_bucket, l.ip_codes_per_day, DAY, "ip_day"),
+        Window::new(bucket.clone(), l.ip_codes_per_hour, HOUR, "ip_hour"),
+        Window::new(bucket, l.ip_codes_per_day, DAY, "ip_day"),
     ]
 }
 
@@ -77,8 +122,8 @@ pub fn client_code_windows(config: &Config, ip: IpAddr) -> Vec<Window> {
 /// provider that times out after delivering cannot multiply the messages past these caps.
 pub fn delivery_windows(config: &Config, phone: &Phone) -> Vec<Window> {
     let l = &config.limits;
-    let phone_bucket = format!("code:phone:{}", phone.as_str());
-    let global = "code:global".to_owned();
+    let phone_bucket = Bucket::PhoneCodes(phone);
+    let global = Bucket::GlobalCodes;
     vec![
         Window::new(
             phone_bucket.clone(),
@@ -88,12 +133,17 @@ pub fn delivery_windows(config: &Config, phone: &Phone) -> Vec<Window> {
         ),
         Window::new(phone_bucket, l.phone_codes_per_day, DAY, "phone_day"),
         Window::new(
-            global.clone(),
+            Bucket::GlobalCodes,
             l.sms_global_per_minute,
             Duration::from_secs(60),
             "global_minute",
         ),
-        Window::new(global.clone(), l.sms_global_per_hour, HOUR, "global_hour"),
+        Window::new(
+            Bucket::GlobalCodes,
+            l.sms_global_per_hour,
+            HOUR,
+            "global_hour",
+        ),
         Window::new(global, l.sms_global_per_day, DAY, "global_day"),
     ]
 }
@@ -101,7 +151,7 @@ pub fn delivery_windows(config: &Config, phone: &Phone) -> Vec<Window> {
 /// verifyCode calls per client (IP or IPv6 network).
 pub fn verify_windows(config: &Config, ip: IpAddr) -> Vec<Window> {
     vec![Window::new(
-        format!("verify:ip:{}", client_key(ip, config.ip_v6_prefix)),
+        Bucket::ClientVerifies(&client_key(ip, config.ip_v6_prefix)),
         config.limits.for_client(ip).ip_verify_per_hour,
         HOUR,
         "verify_ip_hour",
@@ -111,7 +161,7 @@ pub fn verify_windows(config: &Config, ip: IpAddr) -> Vec<Window> {
 /// Wrong guesses per phone, across codes, spellings and IPs: the budget that bounds a
 /// targeted attack (see docs/security.md for the arithmetic).
 pub fn failure_windows(config: &Config, phone: &Phone) -> Vec<Window> {
-    let bucket = format!("fail:phone:{}", phone.as_str());
+    let bucket = Bucket::PhoneFailures(phone);
     vec![
         Window::new(
             bucket.clone(),
@@ -171,14 +221,21 @@ pub async fn lock(conn: &impl ConnectionTrait, windows: &[Window]) -> AppResult<
     if buckets.is_empty() {
         return Ok(());
     }
-    let rows = vec!["(?)"; buckets.len()].join(", ");
-    // The no-op update makes the statement take the row lock when the row already exists.
-    let sql = format!(
-        "INSERT INTO rate_limit_locks (bucket) VALUES {rows} \
-         ON CONFLICT (bucket) DO UPDATE SET bucket = excluded.bucket"
-    );
-    let values = buckets.iter().map(|b| Value::from(*b)).collect();
-    conn.execute(db::raw(conn.get_database_backend(), &sql, values))
+    let mut insert = Query::insert();
+    insert
+        .into_table(rate_limit_locks::Entity)
+        .columns([rate_limit_locks::Column::Bucket])
+        // The no-op update (`bucket = excluded.bucket`) makes the statement take the row lock
+        // when the row already exists.
+        .on_conflict(
+            OnConflict::column(rate_limit_locks::Column::Bucket)
+                .update_column(rate_limit_locks::Column::Bucket)
+                .to_owned(),
+        );
+    for bucket in buckets {
+        insert.values_panic([bucket.into()]);
+    }
+    conn.execute(conn.get_database_backend().build(&insert))
         .await?;
     Ok(())
 }
@@ -194,14 +251,14 @@ pub async fn record(
     if buckets.is_empty() {
         return Ok(());
     }
-    let rows = vec!["(?, ?)"; buckets.len()].join(", ");
-    let mut values: Vec<Value> = Vec::with_capacity(buckets.len() * 2);
+    let mut insert = Query::insert();
+    insert
+        .into_table(rate_events::Entity)
+        .columns([rate_events::Column::Bucket, rate_events::Column::At]);
     for bucket in buckets {
-        values.push(bucket.into());
-        values.push(now.into());
+        insert.values_panic([bucket.into(), now.into()]);
     }
-    let sql = format!("INSERT INTO rate_events (bucket, at) VALUES {rows}");
-    conn.execute(db::raw(conn.get_database_backend(), &sql, values))
+    conn.execute(conn.get_database_backend().build(&insert))
         .await?;
     Ok(())
 }
@@ -228,11 +285,8 @@ pub async fn counts(
 }
 
 /// One integer a caller needs beside the counts, read in the same statement (so asking costs
-/// no round trip): `sql` is a scalar subquery such as `(SELECT COUNT(*) FROM t WHERE c = ?)`.
-pub struct Probe {
-    pub sql: &'static str,
-    pub values: Vec<Value>,
-}
+/// no round trip): a scalar expression such as a `(SELECT COUNT(*) …)` subquery.
+pub struct Probe(pub SimpleExpr);
 
 /// [`counts`], plus the value of `probe` (0 when there is none).
 pub async fn counts_and_probe(
@@ -265,9 +319,11 @@ pub async fn counts_and_probe(
 }
 
 async fn probe_alone(conn: &impl ConnectionTrait, probe: Probe) -> AppResult<i64> {
-    let sql = format!("SELECT {} AS probe", probe.sql);
+    let select = Query::select()
+        .expr_as(probe.0, Alias::new("probe"))
+        .to_owned();
     let row = conn
-        .query_one(db::raw(conn.get_database_backend(), &sql, probe.values))
+        .query_one(conn.get_database_backend().build(&select))
         .await?
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("a scalar select returned no row")))?;
     Ok(row.try_get::<i64>("", "probe")?)
@@ -303,31 +359,31 @@ async fn count(
     now: DateTime<Utc>,
     probe: Option<Probe>,
 ) -> AppResult<(Vec<i64>, i64)> {
-    let mut columns = Vec::with_capacity(windows.len() + 1);
-    let mut values: Vec<Value> = Vec::new();
+    use rate_events::Column;
+    let mut select = Query::select();
+    select.from(rate_events::Entity);
+    // Per window: COALESCE(SUM(CASE WHEN bucket = ? AND at > ? THEN 1 ELSE 0 END), 0) AS c{i}
     for (i, window) in windows.iter().enumerate() {
-        columns.push(format!(
-            "COALESCE(SUM(CASE WHEN bucket = ? AND at > ? THEN 1 ELSE 0 END), 0) AS c{i}"
-        ));
-        values.push(window.bucket.as_str().into());
-        values.push((now - window.period).into());
+        let inside = Column::Bucket
+            .eq(window.bucket.as_str())
+            .and(Column::At.gt(now - window.period));
+        let sum = Func::sum(Expr::case(inside, Expr::cust("1")).finally(Expr::cust("0")));
+        select.expr_as(
+            Func::coalesce([sum.into(), Expr::cust("0")]),
+            Alias::new(format!("c{i}")),
+        );
     }
     let has_probe = probe.is_some();
     if let Some(probe) = probe {
-        columns.push(format!("{} AS probe", probe.sql));
-        values.extend(probe.values);
+        select.expr_as(probe.0, Alias::new("probe"));
     }
     let buckets = distinct_buckets(windows);
     let oldest = windows.iter().map(|w| now - w.period).min().unwrap_or(now);
-    let sql = format!(
-        "SELECT {} FROM rate_events WHERE bucket IN ({}) AND at > ?",
-        columns.join(", "),
-        db::placeholders(buckets.len())
-    );
-    values.extend(buckets.iter().map(|b| Value::from(*b)));
-    values.push(oldest.into());
+    select
+        .and_where(Column::Bucket.is_in(buckets))
+        .and_where(Column::At.gt(oldest));
     let row = conn
-        .query_one(db::raw(conn.get_database_backend(), &sql, values))
+        .query_one(conn.get_database_backend().build(&select))
         .await?
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("an aggregate returned no row")))?;
     let counts = (0..windows.len())
@@ -367,40 +423,84 @@ async fn slot_frees_at(
     n: i64,
     now: DateTime<Utc>,
 ) -> AppResult<DateTime<Utc>> {
-    let offset = (n - i64::from(window.max)).max(0);
-    let stmt = db::raw(
-        conn.get_database_backend(),
-        "SELECT at FROM rate_events WHERE bucket = ? AND at > ? ORDER BY at LIMIT 1 OFFSET ?",
-        vec![
-            window.bucket.as_str().into(),
-            (now - window.period).into(),
-            offset.into(),
-        ],
-    );
-    let at: Option<DateTime<Utc>> = match conn.query_one(stmt).await? {
-        Some(row) => Some(row.try_get("", "at")?),
-        None => None,
-    };
+    use rate_events::Column;
+    let offset = u64::try_from(n - i64::from(window.max)).unwrap_or(0);
+    let at: Option<DateTime<Utc>> = rate_events::Entity::find()
+        .select_only()
+        .column(Column::At)
+        .filter(Column::Bucket.eq(window.bucket.as_str()))
+        .filter(Column::At.gt(now - window.period))
+        .order_by_asc(Column::At)
+        .limit(1)
+        .offset(offset)
+        .into_tuple()
+        .one(conn)
+        .await?;
     Ok(at.map_or(now, |at| at + window.period))
 }
 
 /// Deletes events no window can count any more, and the lock rows of idle buckets.
 pub async fn prune(db: &DatabaseConnection, now: DateTime<Utc>) -> AppResult<u64> {
-    let backend = db.get_database_backend();
-    let deleted = db
-        .execute(db::raw(
-            backend,
-            "DELETE FROM rate_events WHERE at < ?",
-            vec![(now - RETENTION).into()],
-        ))
+    let deleted = rate_events::Entity::delete_many()
+        .filter(rate_events::Column::At.lt(now - RETENTION))
+        .exec(db)
         .await?
-        .rows_affected();
-    db.execute(db::raw(
-        backend,
-        "DELETE FROM rate_limit_locks WHERE NOT EXISTS \
-         (SELECT 1 FROM rate_events e WHERE e.bucket = rate_limit_locks.bucket)",
-        vec![],
-    ))
-    .await?;
+        .rows_affected;
+    // … WHERE NOT EXISTS (SELECT 1 FROM rate_events WHERE rate_events.bucket = rate_limit_locks.bucket)
+    let events_of_bucket = Query::select()
+        .expr(Expr::cust("1"))
+        .from(rate_events::Entity)
+        .and_where(
+            Expr::col((rate_events::Entity, rate_events::Column::Bucket))
+                .equals((rate_limit_locks::Entity, rate_limit_locks::Column::Bucket)),
+        )
+        .to_owned();
+    rate_limit_locks::Entity::delete_many()
+        .filter(Expr::exists(events_of_bucket).not())
+        .exec(db)
+        .await?;
     Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use super::*;
+
+    /// The keys are stored: a changed spelling would silently restart every window.
+    #[test]
+    fn bucket_keys_keep_their_stored_spelling() {
+        let phone = Phone::from_e164("+79123456789".to_owned());
+        let v4 = client_key(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7)), 64);
+        let v6 = client_key(
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 3, 4, 5, 6)),
+            64,
+        );
+        let keys = [
+            Bucket::PhoneCodes(&phone).key(),
+            Bucket::ClientCodes(&v4).key(),
+            Bucket::ClientCodes(&v6).key(),
+            Bucket::GlobalCodes.key(),
+            Bucket::ClientVerifies(&v4).key(),
+            Bucket::PhoneFailures(&phone).key(),
+            Bucket::RangeCodes(phone.range(4)).key(),
+            Bucket::CountryCodes("RU").key(),
+            Bucket::CountryVerified("RU").key(),
+        ];
+        assert_eq!(
+            keys,
+            [
+                "code:phone:+79123456789",
+                "code:ip:203.0.113.7",
+                &format!("code:ip:{v6}"),
+                "code:global",
+                "verify:ip:203.0.113.7",
+                "fail:phone:+79123456789",
+                "code:range:+7912345",
+                "code:country:RU",
+                "verified:country:RU",
+            ]
+        );
+    }
 }

@@ -6,15 +6,13 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, FromQueryResult, IdenStatic,
+    QueryFilter, TransactionTrait,
     sea_query::{Expr, OnConflict, Query},
 };
 
 use crate::{
-    db::{
-        self,
-        entities::otp_codes::{self, Column},
-    },
+    db::entities::otp_codes::{self, Column},
     domain::{otp_code::OtpCode, phone::Phone},
     error::{AppError, AppResult},
     services::{
@@ -162,7 +160,7 @@ pub async fn request_code(state: &AppState, phone: Phone, ip: IpAddr) -> AppResu
     }
     let recorded = [send_windows, breakers.sent_windows(known_user)].concat();
     limits::record(&txn, &recorded, now).await?;
-    let code_id: i64 = row.try_get("", "id")?;
+    let code_id: i64 = row.try_get("", Column::Id.as_str())?;
     // The message is committed with the code (the transactional outbox): a provider outage
     // or a crash after the commit loses nothing, and the request never waits for delivery,
     // so its answer gives no timing signal about the phone.
@@ -233,6 +231,15 @@ pub async fn verify_code(
     })
 }
 
+/// What a claimed attempt returns of its code's row.
+#[derive(FromQueryResult)]
+struct Attempt {
+    id: i64,
+    code_hash: String,
+    attempts: i32,
+    created_at: DateTime<Utc>,
+}
+
 /// Checks `code` for `phone` under every attempt rule (see [`verify_code`]) and consumes it.
 /// Returns the open transaction that consumed it: the caller adds what the proven phone allows
 /// (a sign-in, a phone change) and commits, or rolls back and the code stays unused.
@@ -257,14 +264,24 @@ pub async fn claim_code(
     }
 
     let txn = state.db.begin().await?;
-    let claim = db::raw(
-        txn.get_database_backend(),
-        "UPDATE otp_codes SET attempts = attempts + 1 \
-         WHERE phone = ? AND consumed_at IS NULL AND attempts < ? AND expires_at > ? \
-         RETURNING id, code_hash, attempts, created_at",
-        vec![phone.as_str().into(), max_attempts.into(), now.into()],
-    );
-    let Some(row) = txn.query_one(claim).await? else {
+    // UPDATE otp_codes SET attempts = attempts + 1 WHERE phone = ? AND consumed_at IS NULL
+    //   AND attempts < ? AND expires_at > ? RETURNING id, code_hash, attempts, created_at
+    let claim = Query::update()
+        .table(otp_codes::Entity)
+        .value(Column::Attempts, Expr::col(Column::Attempts).add(1))
+        .and_where(Column::Phone.eq(phone.as_str()))
+        .and_where(Column::ConsumedAt.is_null())
+        .and_where(Column::Attempts.lt(max_attempts))
+        .and_where(Column::ExpiresAt.gt(now))
+        .returning(Query::returning().columns([
+            Column::Id,
+            Column::CodeHash,
+            Column::Attempts,
+            Column::CreatedAt,
+        ]))
+        .to_owned();
+    let backend = txn.get_database_backend();
+    let Some(row) = txn.query_one(backend.build(&claim)).await? else {
         txn.rollback().await?;
         return Err(why_no_attempt(state, phone, now).await?);
     };
@@ -273,10 +290,12 @@ pub async fn claim_code(
         txn.rollback().await?;
         return Err(err);
     }
-    let id: i64 = row.try_get("", "id")?;
-    let stored_hash: String = row.try_get("", "code_hash")?;
-    let attempts: i32 = row.try_get("", "attempts")?;
-    let issued_at: DateTime<Utc> = row.try_get("", "created_at")?;
+    let Attempt {
+        id,
+        code_hash: stored_hash,
+        attempts,
+        created_at: issued_at,
+    } = Attempt::from_query_result(&row, "")?;
     let attempts_left = (max_attempts - attempts).max(0) as u32;
 
     let presented =
@@ -291,12 +310,14 @@ pub async fn claim_code(
         return Err(AppError::InvalidCode { attempts_left });
     }
 
-    let consume = db::raw(
-        txn.get_database_backend(),
-        "UPDATE otp_codes SET consumed_at = ? WHERE id = ? AND code_hash = ? AND consumed_at IS NULL",
-        vec![now.into(), id.into(), stored_hash.into()],
-    );
-    if txn.execute(consume).await?.rows_affected() != 1 {
+    let consumed = otp_codes::Entity::update_many()
+        .col_expr(Column::ConsumedAt, Expr::value(now))
+        .filter(Column::Id.eq(id))
+        .filter(Column::CodeHash.eq(stored_hash))
+        .filter(Column::ConsumedAt.is_null())
+        .exec(&txn)
+        .await?;
+    if consumed.rows_affected != 1 {
         txn.rollback().await?;
         return Err(AppError::InvalidCode { attempts_left });
     }

@@ -7,10 +7,12 @@
 
 use std::net::IpAddr;
 
-use sea_orm::{ConnectionTrait, FromQueryResult, SqlErr, TransactionTrait};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, FromQueryResult, SqlErr, TransactionTrait, sea_query::Query,
+};
 
 use crate::{
-    db::{self, entities::users},
+    db::entities::users,
     domain::{otp_code::OtpCode, phone::Phone},
     error::{AppError, AppResult},
     services::{
@@ -22,10 +24,6 @@ use crate::{
     sms,
     state::AppState,
 };
-
-fn user_gone() -> AppError {
-    AppError::Unauthenticated("The signed-in user no longer exists.")
-}
 
 fn same_phone() -> AppError {
     AppError::bad_input("phone", "This is already your phone number.")
@@ -42,9 +40,7 @@ pub async fn request_phone_change(
     // A stolen access token must not move the account to the thief's phone (and so outlive
     // every logout): a phone change, like a deletion, needs a recent verifyCode.
     sessions::require_recent_sign_in(state, caller, state.clock.now())?;
-    let user = crate::services::users::find(&state.db, caller.user_id)
-        .await?
-        .ok_or_else(user_gone)?;
+    let user = crate::services::users::signed_in(&state.db, caller.user_id).await?;
     if user.phone == phone.as_str() {
         return Err(same_phone());
     }
@@ -65,9 +61,7 @@ pub async fn confirm_phone_change(
     ip: IpAddr,
 ) -> AppResult<users::Model> {
     sessions::require_recent_sign_in(state, caller, state.clock.now())?;
-    let user = crate::services::users::find(&state.db, caller.user_id)
-        .await?
-        .ok_or_else(user_gone)?;
+    let user = crate::services::users::signed_in(&state.db, caller.user_id).await?;
     if user.phone == phone.as_str() {
         return Err(same_phone());
     }
@@ -85,17 +79,15 @@ pub async fn confirm_phone_change(
     // A savepoint: a unique violation must not abort the transaction that consumed the code
     // (PostgreSQL refuses every statement after an error until a rollback).
     let savepoint = txn.begin().await?;
-    let update = db::raw(
-        savepoint.get_database_backend(),
-        "UPDATE users SET phone = ? WHERE id = ? AND phone = ? \
-         RETURNING id, phone, invite_code, invited_by_id, activated_invite_code, activated_at, created_at",
-        vec![
-            phone.as_str().into(),
-            caller.user_id.into(),
-            old_phone.as_str().into(),
-        ],
-    );
-    let moved = match savepoint.query_one(update).await {
+    let update = Query::update()
+        .table(users::Entity)
+        .value(users::Column::Phone, phone.as_str())
+        .and_where(users::Column::Id.eq(caller.user_id))
+        .and_where(users::Column::Phone.eq(old_phone.as_str()))
+        .returning_all()
+        .to_owned();
+    let backend = savepoint.get_database_backend();
+    let moved = match savepoint.query_one(backend.build(&update)).await {
         Ok(Some(row)) => {
             savepoint.commit().await?;
             users::Model::from_query_result(&row, "")?
@@ -104,7 +96,7 @@ pub async fn confirm_phone_change(
             // Deleted, or moved by a concurrent change: nothing to do, and the code stays.
             savepoint.rollback().await?;
             txn.rollback().await?;
-            return Err(user_gone());
+            return Err(AppError::user_gone());
         }
         Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
             // The code was right, so it is spent: asking again takes a new one.

@@ -26,14 +26,18 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use sea_orm::ConnectionTrait;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait,
+    sea_query::{Asterisk, Expr, Query, SimpleExpr},
+};
 
 use crate::{
     config::Config,
+    db::entities::users,
     domain::phone::Phone,
     error::{AppError, AppResult, reason},
     services::{
-        limits::{self, Probe, Window},
+        limits::{self, Bucket, Probe, Window},
         seconds_until,
     },
 };
@@ -88,14 +92,14 @@ impl Breakers {
         let conversion_on = guard.country_min_sends > 0;
         Self {
             range: Window::new(
-                format!("code:range:{}", phone.range(guard.range_digits)),
+                Bucket::RangeCodes(phone.range(guard.range_digits)),
                 guard.range_per_hour,
                 HOUR,
                 "sms_range",
             ),
-            country_sent: Window::counter(format!("code:country:{country}"), HOUR, conversion_on),
+            country_sent: Window::counter(Bucket::CountryCodes(&country), HOUR, conversion_on),
             country_verified: Window::counter(
-                format!("verified:country:{country}"),
+                Bucket::CountryVerified(&country),
                 HOUR,
                 conversion_on,
             ),
@@ -130,10 +134,16 @@ impl Breakers {
     /// "Has this phone completed a sign-in?", read in the counting statement: the `users` row
     /// is created by the first successful verifyCode.
     pub fn known_user_probe(phone: &Phone) -> Probe {
-        Probe {
-            sql: "(SELECT COUNT(*) FROM users WHERE phone = ?)",
-            values: vec![phone.as_str().into()],
-        }
+        // (SELECT COUNT(*) FROM users WHERE phone = ?)
+        let count = Query::select()
+            .expr(Expr::col(Asterisk).count())
+            .from(users::Entity)
+            .and_where(users::Column::Phone.eq(phone.as_str()))
+            .to_owned();
+        Probe(SimpleExpr::SubQuery(
+            None,
+            Box::new(count.into_sub_query_statement()),
+        ))
     }
 
     /// Judges a number that never signed in, with the counts of [`Breakers::windows`]:

@@ -10,21 +10,40 @@
 //! tokens stop at once, and stay refused by instances started later.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbBackend};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, IdenStatic, QueryFilter,
+    QueryOrder, QuerySelect,
+    sea_query::{OnConflict, Query},
+};
 use uuid::Uuid;
 
 use crate::{
-    db,
+    db::entities::{
+        revoked_sessions,
+        sessions::{self, Column},
+    },
     error::{AppError, AppResult},
-    services::tokens::AccessToken,
+    services::{otp::SignIn, tokens, tokens::AccessToken, users},
     state::AppState,
 };
+
+/// refreshToken: a new token pair for the sign-in `raw` belongs to (rotation, in
+/// [`tokens::refresh_token`]) and its user, as a sign-in that created no one.
+pub async fn refresh(state: &AppState, raw: &str) -> AppResult<SignIn> {
+    let (user_id, tokens) = tokens::refresh_token(state, raw).await?;
+    let user = users::signed_in(&state.db, user_id).await?;
+    Ok(SignIn {
+        user,
+        tokens,
+        is_new_user: false,
+    })
+}
 
 /// The longest `userAgent` kept, in characters.
 pub const MAX_USER_AGENT_CHARS: usize = 200;
 
 /// A live sign-in, as the `sessions` query shows it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, FromQueryResult)]
 pub struct SessionInfo {
     pub id: String,
     pub created_at: DateTime<Utc>,
@@ -78,20 +97,27 @@ pub async fn create(
 ) -> AppResult<Grant> {
     let id = Uuid::new_v4().to_string();
     let expires_at = now + state.config.session_max_lifetime;
-    conn.execute(db::raw(
-        conn.get_database_backend(),
-        "INSERT INTO sessions (id, user_id, created_at, last_used_at, user_agent, expires_at) \
-         VALUES (?, ?, ?, ?, ?, ?)",
-        vec![
+    let insert = Query::insert()
+        .into_table(sessions::Entity)
+        .columns([
+            Column::Id,
+            Column::UserId,
+            Column::CreatedAt,
+            Column::LastUsedAt,
+            Column::UserAgent,
+            Column::ExpiresAt,
+        ])
+        .values_panic([
             id.clone().into(),
             user_id.into(),
             now.into(),
             now.into(),
             user_agent.and_then(clean_user_agent).into(),
             expires_at.into(),
-        ],
-    ))
-    .await?;
+        ])
+        .to_owned();
+    conn.execute(conn.get_database_backend().build(&insert))
+        .await?;
     Ok(Grant {
         id,
         expires_at,
@@ -109,26 +135,24 @@ pub async fn touch_live(
     now: DateTime<Utc>,
 ) -> AppResult<Option<Grant>> {
     let max_lifetime = state.config.session_max_lifetime;
+    let touch = Query::update()
+        .table(sessions::Entity)
+        .value(Column::LastUsedAt, now)
+        .and_where(Column::Id.eq(id))
+        .and_where(Column::RevokedAt.is_null())
+        .and_where(Column::ExpiresAt.gt(now))
+        // `created_at` too: a lowered SESSION_MAX_LIFETIME_SECONDS ends older sign-ins at
+        // once, not only those started after the change.
+        .and_where(Column::CreatedAt.gt(now - max_lifetime))
+        .returning(Query::returning().columns([Column::ExpiresAt, Column::CreatedAt]))
+        .to_owned();
     let row = txn
-        .query_one(db::raw(
-            txn.get_database_backend(),
-            "UPDATE sessions SET last_used_at = ? \
-             WHERE id = ? AND revoked_at IS NULL AND expires_at > ? AND created_at > ? \
-             RETURNING expires_at, created_at",
-            // `created_at` too: a lowered SESSION_MAX_LIFETIME_SECONDS ends older sign-ins at
-            // once, not only those started after the change.
-            vec![
-                now.into(),
-                id.into(),
-                now.into(),
-                (now - max_lifetime).into(),
-            ],
-        ))
+        .query_one(txn.get_database_backend().build(&touch))
         .await?;
     Ok(match row {
         Some(row) => {
-            let stored: DateTime<Utc> = row.try_get("", "expires_at")?;
-            let created_at: DateTime<Utc> = row.try_get("", "created_at")?;
+            let stored: DateTime<Utc> = row.try_get("", Column::ExpiresAt.as_str())?;
+            let created_at: DateTime<Utc> = row.try_get("", Column::CreatedAt.as_str())?;
             Some(Grant {
                 id: id.to_owned(),
                 expires_at: stored.min(created_at + max_lifetime),
@@ -149,7 +173,7 @@ pub async fn is_live(
     id: &str,
     now: DateTime<Utc>,
 ) -> AppResult<bool> {
-    live_row(conn, user_id, id, now, "").await
+    live_row(conn, user_id, id, now, false).await
 }
 
 /// [`is_live`], holding the row until `conn`'s transaction ends (PostgreSQL: `FOR UPDATE`;
@@ -161,11 +185,7 @@ pub async fn hold_if_live(
     id: &str,
     now: DateTime<Utc>,
 ) -> AppResult<bool> {
-    let lock = match conn.get_database_backend() {
-        DbBackend::Postgres => " FOR UPDATE",
-        _ => "",
-    };
-    live_row(conn, user_id, id, now, lock).await
+    live_row(conn, user_id, id, now, true).await
 }
 
 async fn live_row(
@@ -173,19 +193,20 @@ async fn live_row(
     user_id: i64,
     id: &str,
     now: DateTime<Utc>,
-    lock: &str,
+    hold: bool,
 ) -> AppResult<bool> {
-    let row = conn
-        .query_one(db::raw(
-            conn.get_database_backend(),
-            &format!(
-                "SELECT 1 AS live FROM sessions \
-                 WHERE id = ? AND user_id = ? AND revoked_at IS NULL AND expires_at > ?{lock}"
-            ),
-            vec![id.into(), user_id.into(), now.into()],
-        ))
-        .await?;
-    Ok(row.is_some())
+    let mut select = sessions::Entity::find()
+        .select_only()
+        .column(Column::Id)
+        .filter(Column::Id.eq(id))
+        .filter(Column::UserId.eq(user_id))
+        .filter(Column::RevokedAt.is_null())
+        .filter(Column::ExpiresAt.gt(now));
+    if hold {
+        // FOR UPDATE on PostgreSQL; the SQLite builder writes no lock clause.
+        select = select.lock_exclusive();
+    }
+    Ok(select.into_tuple::<String>().one(conn).await?.is_some())
 }
 
 /// Account-changing mutations (phone change, deletion) need a recent verifyCode: an access
@@ -210,38 +231,31 @@ pub fn ended() -> AppError {
 
 /// Live sign-ins: not revoked, before their absolute end, and used within the refresh-token
 /// lifetime (an idle one has no refresh token left).
-const LIVE: &str = "revoked_at IS NULL AND expires_at > ? AND last_used_at > ?";
-
-fn live_values(state: &AppState, now: DateTime<Utc>) -> [sea_orm::Value; 2] {
-    [now.into(), (now - state.config.refresh_token_ttl).into()]
+fn live(state: &AppState, now: DateTime<Utc>) -> Condition {
+    Condition::all()
+        .add(Column::RevokedAt.is_null())
+        .add(Column::ExpiresAt.gt(now))
+        .add(Column::LastUsedAt.gt(now - state.config.refresh_token_ttl))
 }
 
 /// `user_id`'s live sign-ins, newest first.
 pub async fn list_live(state: &AppState, user_id: i64) -> AppResult<Vec<SessionInfo>> {
     let now = state.clock.now();
-    let mut values = vec![user_id.into()];
-    values.extend(live_values(state, now));
-    let rows = state
-        .db
-        .query_all(db::raw(
-            state.db.get_database_backend(),
-            &format!(
-                "SELECT id, created_at, last_used_at, user_agent FROM sessions \
-                 WHERE user_id = ? AND {LIVE} ORDER BY created_at DESC, id DESC"
-            ),
-            values,
-        ))
-        .await?;
-    rows.into_iter()
-        .map(|row| {
-            Ok(SessionInfo {
-                id: row.try_get("", "id")?,
-                created_at: row.try_get("", "created_at")?,
-                last_used_at: row.try_get("", "last_used_at")?,
-                user_agent: row.try_get("", "user_agent")?,
-            })
-        })
-        .collect()
+    Ok(sessions::Entity::find()
+        .select_only()
+        .columns([
+            Column::Id,
+            Column::CreatedAt,
+            Column::LastUsedAt,
+            Column::UserAgent,
+        ])
+        .filter(Column::UserId.eq(user_id))
+        .filter(live(state, now))
+        .order_by_desc(Column::CreatedAt)
+        .order_by_desc(Column::Id)
+        .into_model::<SessionInfo>()
+        .all(&state.db)
+        .await?)
 }
 
 /// Revokes the sign-ins `which` names that are not revoked yet, and publishes them (their
@@ -254,36 +268,37 @@ pub async fn revoke(
     which: Revoke<'_>,
 ) -> AppResult<usize> {
     let now = state.clock.now();
-    let (filter, mut values): (&str, Vec<sea_orm::Value>) = match which {
-        Revoke::OneOf { user_id, id } => {
-            ("id = ? AND user_id = ?", vec![id.into(), user_id.into()])
-        }
-        Revoke::Family(id) => ("id = ?", vec![id.into()]),
-        Revoke::AllOf(user_id) => ("user_id = ?", vec![user_id.into()]),
-        Revoke::OthersOf { user_id, keep } => {
-            ("user_id = ? AND id <> ?", vec![user_id.into(), keep.into()])
-        }
+    let which_rows = match which {
+        Revoke::OneOf { user_id, id } => Condition::all()
+            .add(Column::Id.eq(id))
+            .add(Column::UserId.eq(user_id)),
+        Revoke::Family(id) => Condition::all().add(Column::Id.eq(id)),
+        Revoke::AllOf(user_id) => Condition::all().add(Column::UserId.eq(user_id)),
+        Revoke::OthersOf { user_id, keep } => Condition::all()
+            .add(Column::UserId.eq(user_id))
+            .add(Column::Id.ne(keep)),
     };
-    values.insert(0, now.into());
-    let [live_now, live_since] = live_values(state, now);
-    values.extend([live_now, live_since]);
-    // The CASE reports, for each row revoked, whether it was live (logoutAll's count).
+    // RETURNING the times that say whether each revoked row was live (logoutAll's count): the
+    // update leaves them as they were.
+    let update = Query::update()
+        .table(sessions::Entity)
+        .value(Column::RevokedAt, now)
+        .cond_where(which_rows)
+        .and_where(Column::RevokedAt.is_null())
+        .returning(Query::returning().columns([Column::Id, Column::ExpiresAt, Column::LastUsedAt]))
+        .to_owned();
     let rows = conn
-        .query_all(db::raw(
-            conn.get_database_backend(),
-            &format!(
-                "UPDATE sessions SET revoked_at = ? WHERE {filter} AND revoked_at IS NULL \
-                 RETURNING id, CASE WHEN expires_at > ? AND last_used_at > ? THEN 1 ELSE 0 END AS live"
-            ),
-            values,
-        ))
+        .query_all(conn.get_database_backend().build(&update))
         .await?;
+    let idle_before = now - state.config.refresh_token_ttl;
     let mut ids = Vec::with_capacity(rows.len());
     let mut live = 0;
     for row in rows {
-        let id: String = row.try_get("", "id")?;
-        let was_live: i32 = row.try_get("", "live")?;
-        live += usize::from(was_live == 1);
+        let id: String = row.try_get("", Column::Id.as_str())?;
+        let expires_at: DateTime<Utc> = row.try_get("", Column::ExpiresAt.as_str())?;
+        let last_used_at: DateTime<Utc> = row.try_get("", Column::LastUsedAt.as_str())?;
+        // The rule of `live`, on the row as it was.
+        live += usize::from(expires_at > now && last_used_at > idle_before);
         if let Ok(id) = Uuid::parse_str(&id) {
             ids.push(id);
         }
@@ -306,20 +321,23 @@ pub async fn revoke(
 async fn remember(conn: &impl ConnectionTrait, ids: &[Uuid], now: DateTime<Utc>) -> AppResult<()> {
     // A user's sign-ins are few; chunks keep a pathological count under parameter limits.
     for chunk in ids.chunks(100) {
-        let rows = vec!["(?, ?)"; chunk.len()].join(", ");
-        let values = chunk
-            .iter()
-            .flat_map(|id| [id.to_string().into(), now.into()])
-            .collect();
-        conn.execute(db::raw(
-            conn.get_database_backend(),
-            &format!(
-                "INSERT INTO revoked_sessions (id, revoked_at) VALUES {rows} \
-                 ON CONFLICT (id) DO NOTHING"
-            ),
-            values,
-        ))
-        .await?;
+        let mut insert = Query::insert();
+        insert
+            .into_table(revoked_sessions::Entity)
+            .columns([
+                revoked_sessions::Column::Id,
+                revoked_sessions::Column::RevokedAt,
+            ])
+            .on_conflict(
+                OnConflict::column(revoked_sessions::Column::Id)
+                    .do_nothing()
+                    .to_owned(),
+            );
+        for id in chunk {
+            insert.values_panic([id.to_string().into(), now.into()]);
+        }
+        conn.execute(conn.get_database_backend().build(&insert))
+            .await?;
     }
     Ok(())
 }

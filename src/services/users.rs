@@ -17,12 +17,14 @@ use crate::{
     },
     domain::{cursor::Position, invite_code::InviteCode, phone::Phone},
     error::{AppError, AppResult},
+    state::AppState,
 };
 
 /// Collisions need 31^6 ≈ 8.9e8 codes to get likely; eight draws in a row colliding means
 /// something else is wrong.
 const INVITE_CODE_ATTEMPTS: usize = 8;
 
+/// The user with primary key `id`, if any.
 ///
 /// The statement is a constant, not built with the query builder per call: this read is the
 /// whole database cost of `me`, the request every app screen makes, and building it through
@@ -45,6 +47,21 @@ pub async fn find(conn: &impl ConnectionTrait, id: i64) -> AppResult<Option<user
 /// Every column of `users::Model`, by primary key (`find`).
 const FIND_BY_ID_POSTGRES: &str = r#"SELECT "id", "phone", "invite_code", "invited_by_id", "activated_invite_code", "activated_at", "created_at" FROM "users" WHERE "id" = $1"#;
 const FIND_BY_ID_SQLITE: &str = r#"SELECT "id", "phone", "invite_code", "invited_by_id", "activated_invite_code", "activated_at", "created_at" FROM "users" WHERE "id" = ?"#;
+
+/// The user an access token names; UNAUTHENTICATED when that user was deleted since.
+pub async fn signed_in(conn: &impl ConnectionTrait, id: i64) -> AppResult<users::Model> {
+    find(conn, id).await?.ok_or_else(AppError::user_gone)
+}
+
+/// The signed-in user, when their phone is one of `ADMIN_PHONES`; FORBIDDEN otherwise.
+pub async fn admin(state: &AppState, id: i64) -> AppResult<users::Model> {
+    let caller = signed_in(&state.db, id).await?;
+    if state.config.admin_phones.contains(&caller.phone) {
+        Ok(caller)
+    } else {
+        Err(AppError::Forbidden)
+    }
+}
 
 /// The user for `phone`, created (with a fresh invite code) if this is their first sign-in.
 /// Returns the user and whether it was created. Race-safe: `INSERT … ON CONFLICT DO NOTHING`
@@ -181,6 +198,8 @@ pub async fn invitees_of(
                 (vec![one; chunk.len()].join(" UNION ALL "), values)
             }
         };
+        // Raw SQL: sea-query writes each UNION member in parentheses, which SQLite refuses, and
+        // has no `CROSS JOIN LATERAL` over a `VALUES` list with named columns (`AS i(id)`).
         let rows = users::Entity::find()
             .from_raw_sql(db::raw(backend, &sql, values))
             .all(conn)

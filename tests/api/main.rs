@@ -5,6 +5,7 @@ mod account_deletion;
 mod auth;
 mod contract_config;
 mod development_limits;
+mod entities;
 mod fake_sms;
 mod field_order;
 mod helpers;

@@ -409,3 +409,55 @@ async fn logout_at_the_refresh_tokens_expiry_is_false() {
         false
     );
 }
+
+/// logoutAll counts the sign-ins that were live: one idle for the whole refresh-token lifetime
+/// (no refresh token of it works any more) is revoked but not counted.
+#[tokio::test]
+async fn logout_all_counts_only_the_sign_ins_that_were_live() {
+    let app = TestApp::with_env(&[("REFRESH_TOKEN_TTL_SECONDS", "3600")]).await;
+    let _idle = app.sign_in(&phone(1)).await;
+    app.advance(61);
+    let _recent = app.sign_in(&phone(1)).await;
+    // The first sign-in was last used exactly one lifetime ago: idle. The second: live.
+    app.advance(3600 - 61);
+    let caller = app.sign_in(&phone(1)).await;
+    let body = app
+        .gql_as(&caller.access_token, "mutation { logoutAll }", json!({}))
+        .await;
+    assert_ok(&body);
+    assert_eq!(body["data"]["logoutAll"], 2, "{body}");
+}
+
+/// refreshToken answers the payload verifyCode does (one conversion serves both): the
+/// token's user, a Bearer token, and never a new user.
+#[tokio::test]
+async fn a_refresh_answers_the_sign_in_payload_without_a_new_user() {
+    let app = TestApp::spawn().await;
+    let s = app.sign_in(&phone(1)).await;
+    let body = refresh(&app, &s.refresh_token).await;
+    assert_ok(&body);
+    let payload = &body["data"]["refreshToken"];
+    assert_eq!(payload["isNewUser"], false, "{body}");
+    assert_eq!(payload["tokenType"], "Bearer");
+    assert!(
+        payload["expiresIn"].as_i64().is_some_and(|s| s > 0),
+        "{body}"
+    );
+    assert_eq!(payload["user"]["id"], s.user_id.as_str());
+    assert_eq!(payload["user"]["phone"], phone(1));
+}
+
+/// logoutAll does not count a sign-in at its absolute end (SESSION_MAX_LIFETIME_SECONDS after
+/// its verifyCode, to the second): it was no longer live.
+#[tokio::test]
+async fn logout_all_does_not_count_a_sign_in_at_its_absolute_end() {
+    let app = TestApp::with_env(&[("SESSION_MAX_LIFETIME_SECONDS", "3600")]).await;
+    let _ending = app.sign_in(&phone(1)).await;
+    app.advance(3600);
+    let caller = app.sign_in(&phone(1)).await;
+    let body = app
+        .gql_as(&caller.access_token, "mutation { logoutAll }", json!({}))
+        .await;
+    assert_ok(&body);
+    assert_eq!(body["data"]["logoutAll"], 1, "{body}");
+}
