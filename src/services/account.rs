@@ -30,7 +30,7 @@ pub async fn delete_account(state: &AppState, caller: &AccessToken) -> AppResult
     let txn = state.db.begin().await?;
     let backend = txn.get_database_backend();
     // A logged-out sign-in's access token lives on until it expires; it must not delete.
-    if !sessions::is_live(&txn, user_id, &caller.session_id.to_string(), now).await? {
+    if !sessions::writer_if_live(&txn, user_id, &caller.session_id.to_string(), now).await? {
         txn.rollback().await?;
         return Err(sessions::ended());
     }

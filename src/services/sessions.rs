@@ -11,9 +11,9 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, IdenStatic, QueryFilter,
-    QueryOrder, QuerySelect,
-    sea_query::{OnConflict, Query},
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, FromQueryResult,
+    IdenStatic, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, OnConflict, Query},
 };
 use uuid::Uuid;
 
@@ -177,8 +177,8 @@ pub async fn is_live(
 }
 
 /// [`is_live`], holding the row until `conn`'s transaction ends (PostgreSQL: `FOR UPDATE`;
-/// SQLite runs one writer at a time): a revocation of this sign-in that starts meanwhile
-/// waits, so a phone change cannot commit after its sign-in's logout.
+/// SQLite: the database's write lock, see [`writer_if_live`]): a revocation of this sign-in
+/// that starts meanwhile waits, so a phone change cannot commit after its sign-in's logout.
 pub async fn hold_if_live(
     conn: &impl ConnectionTrait,
     user_id: i64,
@@ -188,6 +188,46 @@ pub async fn hold_if_live(
     live_row(conn, user_id, id, now, true).await
 }
 
+/// [`is_live`] as the first statement of a transaction that goes on to write. On SQLite it
+/// takes the write lock (a no-op UPDATE of the row, waiting out other writers through the
+/// busy timeout): a WAL transaction that reads first and writes later fails with
+/// SQLITE_BUSY_SNAPSHOT, without waiting, when another connection commits in between (the
+/// outbox worker, another instance). On PostgreSQL a plain read: account deletion then locks
+/// refresh tokens before the session, the order refresh takes them in.
+pub async fn writer_if_live(
+    conn: &impl ConnectionTrait,
+    user_id: i64,
+    id: &str,
+    now: DateTime<Utc>,
+) -> AppResult<bool> {
+    if conn.get_database_backend() == DatabaseBackend::Sqlite {
+        sqlite_write_lock_if_live(conn, user_id, id, now).await
+    } else {
+        is_live(conn, user_id, id, now).await
+    }
+}
+
+async fn sqlite_write_lock_if_live(
+    conn: &impl ConnectionTrait,
+    user_id: i64,
+    id: &str,
+    now: DateTime<Utc>,
+) -> AppResult<bool> {
+    let update = Query::update()
+        .table(sessions::Entity)
+        .value(Column::Id, Expr::col(Column::Id))
+        .and_where(Column::Id.eq(id))
+        .and_where(Column::UserId.eq(user_id))
+        .and_where(Column::RevokedAt.is_null())
+        .and_where(Column::ExpiresAt.gt(now))
+        .returning_col(Column::Id)
+        .to_owned();
+    let row = conn
+        .query_one(conn.get_database_backend().build(&update))
+        .await?;
+    Ok(row.is_some())
+}
+
 async fn live_row(
     conn: &impl ConnectionTrait,
     user_id: i64,
@@ -195,6 +235,9 @@ async fn live_row(
     now: DateTime<Utc>,
     hold: bool,
 ) -> AppResult<bool> {
+    if hold && conn.get_database_backend() == DatabaseBackend::Sqlite {
+        return sqlite_write_lock_if_live(conn, user_id, id, now).await;
+    }
     let mut select = sessions::Entity::find()
         .select_only()
         .column(Column::Id)
@@ -203,7 +246,7 @@ async fn live_row(
         .filter(Column::RevokedAt.is_null())
         .filter(Column::ExpiresAt.gt(now));
     if hold {
-        // FOR UPDATE on PostgreSQL; the SQLite builder writes no lock clause.
+        // FOR UPDATE on PostgreSQL (SQLite took its write lock above).
         select = select.lock_exclusive();
     }
     Ok(select.into_tuple::<String>().one(conn).await?.is_some())

@@ -224,6 +224,15 @@ impl TestApp {
             let statements = statements.clone();
             let statement_log = statement_log.clone();
             conn.set_metric_callback(move |info| {
+                // The revocation feed reloads its set in the background whenever its listener
+                // reconnects or its heartbeat goes stale (a loaded machine): not a request's.
+                if info
+                    .statement
+                    .sql
+                    .contains("FROM revoked_sessions WHERE revoked_at >")
+                {
+                    return;
+                }
                 statements.fetch_add(1, Ordering::SeqCst);
                 if let Ok(mut log) = statement_log.lock() {
                     log.push(info.statement.sql.clone());
