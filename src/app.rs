@@ -24,12 +24,12 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         config.database_acquire_timeout(),
     )
     .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot open the database {}: {e}",
-                redact_url(&config.database_url)
-            )
-        })?;
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the database {}: {e}",
+            redact_url(&config.database_url)
+        )
+    })?;
     db::migrate(&db)
         .await
         .map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;

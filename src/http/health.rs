@@ -19,8 +19,7 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// for a shutdown (SIGTERM: `SHUTDOWN_DRAIN_SECONDS`).
 pub async fn readyz(State(state): State<HttpState>) -> (StatusCode, Json<Value>) {
     let draining = state.app.gate.is_draining();
-    let database = match tokio::time::timeout(PING_TIMEOUT, crate::db::ping(&state.app.db)).await
-    {
+    let database = match tokio::time::timeout(PING_TIMEOUT, crate::db::ping(&state.app.db)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(err)) => Err(err.to_string()),
         Err(_) => Err(format!("no answer within {PING_TIMEOUT:?}")),

@@ -35,7 +35,10 @@ fn shed(req: &Request) -> Response {
         .get::<RequestId>()
         .map(|id| id.0.as_str())
         .unwrap_or_default();
-    tracing::debug!(request_id, "shed: MAX_CONCURRENT_REQUESTS requests in flight");
+    tracing::debug!(
+        request_id,
+        "shed: MAX_CONCURRENT_REQUESTS requests in flight"
+    );
     let body = serde_json::json!({
         "errors": [{
             "message": "The server is busy; retry in a moment.",

@@ -6,6 +6,7 @@ mod auth;
 mod contract_config;
 mod development_limits;
 mod fake_sms;
+mod faults;
 mod field_order;
 mod helpers;
 mod invites;
