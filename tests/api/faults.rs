@@ -245,3 +245,182 @@ fn the_pool_acquire_timeout_never_exceeds_the_request_timeout() {
     assert_eq!(with_timeout("10000"), Duration::from_secs(5));
     assert_eq!(with_timeout("0"), Duration::from_secs(5));
 }
+
+/// A TCP forwarder between the app and PostgreSQL that can play a database outage: `down`
+/// closes every forwarded connection and the listening port (connections are refused, as
+/// with a stopped server); `up` listens on the same port again.
+struct Outage {
+    addr: std::net::SocketAddr,
+    upstream: String,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Outage {
+    async fn start(upstream: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut outage = Self {
+            addr,
+            upstream: upstream.to_owned(),
+            task: None,
+        };
+        outage.serve(listener);
+        outage
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let upstream = self.upstream.clone();
+        self.task = Some(tokio::spawn(async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            // Dropping this task (on `down`) drops the set, which aborts every forwarder.
+            while let Ok((mut client, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                tasks.spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    fn down(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+
+    async fn up(&mut self) {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_reuseaddr(true).expect("reuseaddr");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            // The aborted task may not have dropped its listener yet.
+            match socket.bind(self.addr) {
+                Ok(()) => break,
+                Err(err) => {
+                    assert!(Instant::now() < deadline, "cannot listen again: {err}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+        let listener = socket.listen(128).expect("listen");
+        self.serve(listener);
+    }
+}
+
+/// PostgreSQL goes away under the app and comes back: every request meanwhile is answered
+/// within `REQUEST_TIMEOUT_MS` with a contract error carrying its request id, `/readyz` answers
+/// 503, and within 2 s of the database returning the app is ready and serving again by itself.
+#[tokio::test]
+async fn a_database_outage_fails_fast_and_the_app_recovers_by_itself() {
+    let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
+        eprintln!("skipped: needs TEST_DATABASE_URL (PostgreSQL)");
+        return;
+    };
+    if !admin.starts_with("postgres") {
+        return;
+    }
+    let url = fresh_database_url().await;
+    // postgres://user@host:port/db → the proxy's address in place of host:port.
+    let after_scheme = url.find("://").expect("scheme") + 3;
+    let slash = after_scheme + url[after_scheme..].find('/').expect("database name");
+    let authority = &url[after_scheme..slash];
+    let (userinfo, hostport) = match authority.rfind('@') {
+        Some(at) => (&authority[..=at], &authority[at + 1..]),
+        None => ("", authority),
+    };
+    let mut outage = Outage::start(hostport).await;
+    let proxied = format!(
+        "{}{userinfo}{}{}",
+        &url[..after_scheme],
+        outage.addr,
+        &url[slash..]
+    );
+    let timeout = Duration::from_millis(1500);
+    let app = TestApp::with_database(&proxied, &[("REQUEST_TIMEOUT_MS", "1500")]).await;
+    let session = app.sign_in(&phone(7001)).await;
+    let me = "{ me { id } }";
+    assert_ok(&app.gql_as(&session.access_token, me, json!({})).await);
+
+    outage.down();
+    let request_code = json!({
+        "query": "mutation($p: String!) { requestCode(phone: $p) { phone } }",
+        "variables": { "p": phone(7002) },
+    })
+    .to_string();
+    for (n, body) in [request_code.clone(), json!({ "query": me }).to_string()]
+        .into_iter()
+        .cycle()
+        .take(6)
+        .enumerate()
+    {
+        let id = format!("outage-{n}");
+        let auth = format!("Bearer {}", session.access_token);
+        let started = Instant::now();
+        let answer = app
+            .post(
+                &[
+                    ("content-type", "application/json"),
+                    ("x-request-id", &id),
+                    ("authorization", &auth),
+                ],
+                body,
+            )
+            .await;
+        let took = started.elapsed();
+        assert!(
+            took < timeout + Duration::from_millis(500),
+            "request {n} waited {took:?} with the database down"
+        );
+        let code = error_code(&answer.body);
+        assert!(
+            matches!(
+                code.as_deref(),
+                Some("INTERNAL_SERVER_ERROR" | "UNAUTHENTICATED")
+            ),
+            "request {n}: {:?}",
+            answer.body
+        );
+        if code.as_deref() == Some("INTERNAL_SERVER_ERROR") {
+            assert_eq!(
+                answer.body["errors"][0]["extensions"]["requestId"], id,
+                "{:?}",
+                answer.body
+            );
+        }
+    }
+    let started = Instant::now();
+    let ready = app.get("/readyz", &[]).await;
+    assert_eq!(ready.status, 503, "{:?}", ready.body);
+    assert_eq!(ready.body["database"], "unreachable", "{:?}", ready.body);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "/readyz took {:?}",
+        started.elapsed()
+    );
+
+    outage.up().await;
+    let back = Instant::now();
+    loop {
+        let ready = app.get("/readyz", &[]).await;
+        if ready.status == 200 {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(2),
+            "not ready 2 s after the database returned: {:?}",
+            ready.body
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "ready again {} ms after the database returned",
+        back.elapsed().as_millis()
+    );
+    assert_ok(&app.gql_as(&session.access_token, me, json!({})).await);
+    let code = app.request_code(&phone(7003)).await;
+    assert_ok(&code);
+}

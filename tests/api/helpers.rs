@@ -212,9 +212,13 @@ impl TestApp {
             PoolSize::Test => 5,
             PoolSize::Production => config.database_max_connections,
         };
-        let mut conn: DatabaseConnection = db::connect(&config.database_url, connections)
-            .await
-            .expect("test database opens");
+        let mut conn: DatabaseConnection = db::connect_with(
+            &config.database_url,
+            connections,
+            config.database_acquire_timeout(),
+        )
+        .await
+        .expect("test database opens");
         db::migrate(&conn).await.expect("migrations apply");
 
         let uncounted = conn.clone();
