@@ -12,7 +12,7 @@ pub async fn healthz() -> Json<Value> {
 
 /// Longest `/readyz` waits for the database: a balancer's check must get an answer, and a
 /// database that cannot give a connection this fast is as good as down for this instance.
-const PING_TIMEOUT: Duration = Duration::from_secs(2);
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The database answers, this instance knows which sign-ins are revoked (while it does not,
 /// it refuses every access token, so traffic is better sent elsewhere), and it is not draining
