@@ -211,7 +211,9 @@ def binary(args) -> Path:
 
 
 class Instance:
-    def __init__(self, name: str, binary: Path, env: dict, workdir: Path, port: int | None = None):
+    def __init__(self, name: str, binary: Path, env: dict, workdir: Path, port: int | None = None,
+                 cpus: str | None = None):
+        self.cpus = cpus if cpus and shutil.which("taskset") else None
         self.name = name
         self.binary = binary
         self.env = env
@@ -231,7 +233,10 @@ class Instance:
         env["LISTEN_ADDR"] = self.base
         logf = open(self.log_path, "ab")
         started = time.monotonic()
-        self.proc = subprocess.Popen([str(self.binary)], env=env, cwd=self.workdir, stdout=logf,
+        cmd = [str(self.binary)]
+        if self.cpus:
+            cmd = ["taskset", "-c", self.cpus, *cmd]
+        self.proc = subprocess.Popen(cmd, env=env, cwd=self.workdir, stdout=logf,
                                      stderr=logf, stdin=subprocess.DEVNULL,
                                      start_new_session=True)
         logf.close()
