@@ -565,10 +565,276 @@ def scenario_instances(args, pg: PrivatePg, work: Path) -> dict:
 
 
 # ------------------------------------------------------------------------------------------
+# Sizing: memory per instance and per subscription, statements and rows per sign-in,
+# database connections per instance.
+# ------------------------------------------------------------------------------------------
+
+
+def metric(port: int, name: str) -> float:
+    status, body, _ = http_get(port, "/metrics")
+    total = 0.0
+    for line in body.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def pg_rows_written(pg: PrivatePg, db: str) -> dict:
+    pg.psql("SELECT pg_stat_force_next_flush()", db)
+    time.sleep(1.2)  # the statistics collector's flush
+    rows = pg.psql("SELECT relname, n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables", db)
+    return {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows}
+
+
+def pg_connections(pg: PrivatePg, db: str) -> int:
+    return int(pg.psql(f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}'")[0][0])
+
+
+class Subscribers:
+    """`n` open subscriptions (one WebSocket each) and a thread that drains them."""
+
+    def __init__(self, port: int, token: str, n: int):
+        import select
+        self.select = select
+        self.subs = []
+        for _ in range(n):
+            self.subs.append(WsSubscription(port, token))
+        for sub in self.subs:
+            sub.sock.setblocking(False)
+        self.bytes = 0
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._drain, daemon=True)
+        self.thread.start()
+
+    def _drain(self) -> None:
+        socks = [s.sock for s in self.subs]
+        while not self.stop_event.is_set() and socks:
+            ready, _, _ = self.select.select(socks, [], [], 0.2)
+            for sock in ready:
+                try:
+                    chunk = sock.recv(65536)
+                    self.bytes += len(chunk)
+                    if not chunk:
+                        socks.remove(sock)
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    socks.remove(sock)
+
+    def close(self) -> None:
+        self.stop_event.set()
+        self.thread.join(5)
+        for sub in self.subs:
+            sub.close()
+
+
+def scenario_sizing(args, pg: PrivatePg, work: Path) -> dict:
+    checks = Checks("sizing")
+    out: dict = {}
+    gw = Gateway()
+    for backend in ("postgres", "sqlite"):
+        db = "faults_sizing"
+        if backend == "postgres":
+            url = pg.createdb(db)
+        else:
+            path = work / "sizing.db"
+            url = f"sqlite://{path}?mode=rwc"
+        inst = Instance(f"sizing-{backend}", args.bin, {"DATABASE_URL": url,
+                                                        "SMS_WEBHOOK_URL": gw.url("/a"),
+                                                        "RUST_LOG": "warn"}, work)
+        inst.start()
+        time.sleep(1)
+        res: dict = {"pool": 10, "rss_idle_kb": inst.rss_kb(), "fds_idle": inst.fds()}
+        if backend == "postgres":
+            res["db_connections_idle"] = pg_connections(pg, db)
+        client = Client()
+        # Statements and rows per sign-in: sequential sign-ins of new phones, each followed by
+        # its SMS delivery (the outbox worker's statements are part of a sign-in's cost).
+        n = 200
+        before_stmt = metric(inst.port, "db_statements_total")
+        before_rows = pg_rows_written(pg, db) if backend == "postgres" else None
+        ok = 0
+        for _ in range(n):
+            if sign_in(client, inst.port, fresh_phone()):
+                ok += 1
+        # Until the outbox worker is done too: no new statement for 2 s.
+        deadline = time.monotonic() + 30
+        last = -1.0
+        while time.monotonic() < deadline:
+            cur = metric(inst.port, "db_statements_total")
+            if cur == last:
+                break
+            last = cur
+            time.sleep(2)
+        stmts = last - before_stmt
+        res["sms_delivered"] = metric(inst.port, "sms_codes_delivered_total")
+        res["signins"] = ok
+        res["statements_per_signin"] = round(stmts / max(ok, 1), 2)
+        if before_rows is not None:
+            after = pg_rows_written(pg, db)
+            per_table = {}
+            total = 0
+            for table, (i, u, d) in after.items():
+                bi, bu, bd = before_rows.get(table, (0, 0, 0))
+                delta = (i - bi, u - bu, d - bd)
+                if any(delta):
+                    per_table[table] = {"inserted": round(delta[0] / ok, 2),
+                                        "updated": round(delta[1] / ok, 2),
+                                        "deleted": round(delta[2] / ok, 2)}
+                    total += sum(delta)
+            res["rows_written_per_signin"] = round(total / max(ok, 1), 2)
+            res["rows_written_per_signin_by_table"] = per_table
+        # Under load: 16 sign-in threads and 8 me threads, unthrottled, for 10 s.
+        user = sign_in(client, inst.port, fresh_phone())
+        load = SignInLoad(lambda: [inst.port], threads=16, rate=0).start()
+        me = QueryLoad(lambda: [inst.port], user["accessToken"], threads=8).start()
+        samples = []
+        for _ in range(10):
+            time.sleep(1)
+            samples.append((inst.rss_kb(), inst.fds(),
+                            pg_connections(pg, db) if backend == "postgres" else None))
+        load.stop()
+        me.stop()
+        res["rss_under_load_kb_max"] = max(s[0] for s in samples)
+        res["fds_under_load_max"] = max(s[1] for s in samples)
+        if backend == "postgres":
+            res["db_connections_under_load_max"] = max(s[2] for s in samples)
+        # Per open subscription: RSS and fds before and after opening 300.
+        time.sleep(1)
+        rss0, fds0 = inst.rss_kb(), inst.fds()
+        subs = Subscribers(inst.port, user["accessToken"], 300)
+        time.sleep(2)
+        rss1, fds1 = inst.rss_kb(), inst.fds()
+        subs.close()
+        res["subscriptions_opened"] = 300
+        res["rss_per_subscription_kb"] = round((rss1 - rss0) / 300, 1)
+        res["fds_per_subscription"] = round((fds1 - fds0) / 300, 2)
+        inst.stop()
+        out[backend] = res
+        log(f"sizing {backend}: {json.dumps(res)}")
+    checks.check(all(out[b]["signins"] == 200 for b in out), "every sizing sign-in succeeded")
+    gw.close()
+    bench = ROOT / "bench" / "results" / "latest.json"
+    if bench.exists():
+        out["bench_latest_json"] = "bench/results/latest.json (throughput per vCPU: see docs/sizing.md)"
+    return {"checks": checks, **out}
+
+
+# ------------------------------------------------------------------------------------------
+# Soak: mixed load for a long time; RSS slope, fds, DB connections, p99 per window.
+# ------------------------------------------------------------------------------------------
+
+
+def slope_per_minute(points: list[tuple[float, float]]) -> float | None:
+    if len(points) < 3:
+        return None
+    xs = [p[0] / 60 for p in points]
+    ys = [p[1] for p in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    den = sum((x - mx) ** 2 for x in xs)
+    return None if den == 0 else sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den
+
+
+def scenario_soak(args, pg: PrivatePg, work: Path) -> dict:
+    checks = Checks("soak")
+    db = "faults_soak"
+    pg.createdb(db)
+    gw = Gateway()
+    inst = Instance("soak", args.bin, {"DATABASE_URL": pg.url(db), "SMS_WEBHOOK_URL": gw.url("/a"),
+                                       "RUST_LOG": "warn"}, work)
+    inst.start()
+    client = Client()
+    inviter = sign_in(client, inst.port, fresh_phone())
+    # Some invitees, so `nested` has something to walk.
+    for _ in range(30):
+        s = sign_in(client, inst.port, fresh_phone())
+        client.gql(inst.port, ACTIVATE, {"c": inviter["user"]["inviteCode"]}, token=s["accessToken"])
+    subs = Subscribers(inst.port, inviter["accessToken"], args.soak_subscriptions)
+    port = lambda: [inst.port]  # noqa: E731
+    signins = SignInLoad(port, threads=2, rate=20).start()
+    me = QueryLoad(port, inviter["accessToken"], ME, threads=2, rate=100).start()
+    nested = QueryLoad(port, inviter["accessToken"], NESTED, threads=1, rate=20).start()
+    # Invites: every new user activates the inviter's code (each activation is an event on
+    # every open subscription).
+    stop_inv = threading.Event()
+    activations = [0]
+
+    def invites():
+        c = Client()
+        while not stop_inv.is_set():
+            s = sign_in(c, inst.port, fresh_phone())
+            if s and data(c.gql(inst.port, ACTIVATE, {"c": inviter["user"]["inviteCode"]},
+                                token=s["accessToken"]), "activateInvite"):
+                activations[0] += 1
+            stop_inv.wait(1.0)
+
+    inv_thread = threading.Thread(target=invites, daemon=True)
+    inv_thread.start()
+    duration = args.soak_minutes * 60
+    every = max(5.0, min(30.0, duration / 60))
+    t_start = now()
+    samples = []
+    last_n = 0
+    while now() - t_start < duration:
+        time.sleep(every)
+        records = signins.records + me.records + nested.records
+        window = [r for r in records if r["start"] >= now() - every]
+        errors = [r for r in window if r.get("status") != 200 or r.get("code")]
+        samples.append({"t_s": round(now() - t_start, 1), "rss_kb": inst.rss_kb(), "fds": inst.fds(),
+                        "db_connections": pg_connections(pg, db),
+                        "requests": len(window), "errors": len(errors),
+                        "p99_ms": round(pct([r["ms"] for r in window], 99) or 0, 1)})
+        if len(samples) % 10 == 0:
+            log(f"soak {samples[-1]}")
+    stop_inv.set()
+    signins.stop()
+    me.stop()
+    nested.stop()
+    inv_thread.join(10)
+    subs.close()
+    alive = inst.alive()
+    inst.stop()
+    gw.close()
+    warm = [s for s in samples if s["t_s"] >= duration * 0.2]
+    slope = slope_per_minute([(s["t_s"], s["rss_kb"]) for s in warm])
+    rss_first, rss_last = warm[0]["rss_kb"], warm[-1]["rss_kb"]
+    fds = [s["fds"] for s in warm]
+    conns = [s["db_connections"] for s in warm]
+    p99s = [s["p99_ms"] for s in warm]
+    total_errors = sum(s["errors"] for s in samples)
+    checks.check(alive, "the server ran the whole soak")
+    checks.check(slope is not None and slope * 60 < max(0.1 * rss_first, 8192),
+                 "RSS flat after warm-up (growth over an hour at the measured slope < 10 % or 8 MiB)",
+                 f"slope {slope and round(slope, 1)} KiB/min; {rss_first} -> {rss_last} KiB")
+    checks.check(max(fds) - min(fds) <= 20, "open file descriptors do not grow",
+                 f"{min(fds)}..{max(fds)}")
+    checks.check(max(conns) <= 10 + 4, "database connections stay within the pool (+ listeners)",
+                 f"{min(conns)}..{max(conns)}")
+    checks.check(total_errors == 0, "no request failed", total_errors)
+    first_half = p99s[: len(p99s) // 2] or p99s
+    second_half = p99s[len(p99s) // 2:] or p99s
+    checks.check(statistics.median(second_half) <= 2 * statistics.median(first_half) + 20,
+                 "p99 stable (median window p99 of the second half within 2x + 20 ms of the first)",
+                 f"{statistics.median(first_half)} -> {statistics.median(second_half)} ms")
+    return {"checks": checks, "minutes": args.soak_minutes,
+            "label": "full 30-minute soak" if args.soak_minutes >= 30 else
+                     f"SHORT soak ({args.soak_minutes} min), not the issue's 30 minutes",
+            "subscriptions_open": args.soak_subscriptions, "activations": activations[0],
+            "subscription_bytes_received": subs.bytes,
+            "rss_slope_kib_per_min_after_warmup": slope and round(slope, 2),
+            "rss_kib_first_last": [rss_first, rss_last], "fds_min_max": [min(fds), max(fds)],
+            "db_connections_min_max": [min(conns), max(conns)],
+            "p99_ms_windows_min_median_max": [min(p99s), statistics.median(p99s), max(p99s)],
+            "requests": sum(s["requests"] for s in samples), "errors": total_errors,
+            "samples": samples}
+
+
+# ------------------------------------------------------------------------------------------
 
 
 SCENARIOS = {"outage": scenario_outage, "sigkill": scenario_sigkill, "overload": scenario_overload,
-             "rolling": scenario_rolling, "instances": scenario_instances}
+             "rolling": scenario_rolling, "instances": scenario_instances,
+             "sizing": scenario_sizing, "soak": scenario_soak}
 
 
 def main() -> int:
@@ -581,6 +847,7 @@ def main() -> int:
     p.add_argument("--outage-seconds", type=float, default=10.0)
     p.add_argument("--overload-seconds", type=int, default=8)
     p.add_argument("--soak-minutes", type=float, default=30.0)
+    p.add_argument("--soak-subscriptions", type=int, default=300)
     p.add_argument("--pin", action="store_true", help="overload: server on core 1, wrk on core 0")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = p.parse_args()
