@@ -18,7 +18,9 @@ use sqlx::{
 /// readers never block the writer and brief write contention waits instead of failing.
 /// An in-memory SQLite database lives in one connection, so its pool holds exactly one.
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
-    connect_with(url, max_connections, Duration::from_secs(5)).await
+    // sqlx's own default for SQLite (30 s): a busy file database queues rather than fails.
+    let acquire_timeout = Duration::from_secs(if url.starts_with("sqlite:") { 30 } else { 5 });
+    connect_with(url, max_connections, acquire_timeout).await
 }
 
 /// [`connect`], with how long a statement may wait for a pooled connection (or for a new one
