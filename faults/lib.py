@@ -211,6 +211,8 @@ def binary(args) -> Path:
 
 
 class Instance:
+    started: list["Instance"] = []  # every instance, for the cleanup at exit
+
     def __init__(self, name: str, binary: Path, env: dict, workdir: Path, port: int | None = None,
                  cpus: str | None = None):
         self.cpus = cpus if cpus and shutil.which("taskset") else None
@@ -240,6 +242,7 @@ class Instance:
                                      stderr=logf, stdin=subprocess.DEVNULL,
                                      start_new_session=True)
         logf.close()
+        Instance.started.append(self)
         if wait:
             self.wait_ready()
         return (time.monotonic() - started) * 1000

@@ -591,35 +591,87 @@ def pg_connections(pg: PrivatePg, db: str) -> int:
 
 
 class Subscribers:
-    """`n` open subscriptions (one WebSocket each) and a thread that drains them."""
+    """`n` open subscriptions (one WebSocket each) and a thread that reads them all, answering
+    the server's pings as a real client does (the server drops a peer silent for 3 pings)."""
 
     def __init__(self, port: int, token: str, n: int):
         import select
         self.select = select
-        self.subs = []
-        for _ in range(n):
-            self.subs.append(WsSubscription(port, token))
+        self.subs = [WsSubscription(port, token) for _ in range(n)]
         for sub in self.subs:
             sub.sock.setblocking(False)
+        self.events = 0
+        self.pings = 0
+        self.closed = 0
         self.bytes = 0
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._drain, daemon=True)
         self.thread.start()
 
+    def open_count(self) -> int:
+        return len(self.subs) - self.closed
+
+    def _frames(self, sub) -> None:
+        """Handles every whole frame in the socket's buffer."""
+        import struct as st
+        while True:
+            buf = sub.buf
+            if len(buf) < 2:
+                return
+            opcode, n, i = buf[0] & 0x0F, buf[1] & 0x7F, 2
+            if n == 126:
+                if len(buf) < 4:
+                    return
+                n, i = st.unpack("!H", buf[2:4])[0], 4
+            elif n == 127:
+                if len(buf) < 10:
+                    return
+                n, i = st.unpack("!Q", buf[2:10])[0], 10
+            if len(buf) < i + n:
+                return
+            payload, sub.buf = buf[i:i + n], buf[i + n:]
+            if opcode == 0x9:  # WebSocket ping: pong with the same payload
+                self.pings += 1
+                mask = os.urandom(4)
+                masked = bytes(b ^ mask[k % 4] for k, b in enumerate(payload))
+                sub.sock.setblocking(True)
+                sub.sock.sendall(bytes([0x8A, 0x80 | len(payload)]) + mask + masked)
+                sub.sock.setblocking(False)
+            elif opcode == 0x1:
+                try:
+                    msg = json.loads(payload)
+                except ValueError:
+                    continue
+                if msg.get("type") == "next":
+                    self.events += 1
+                elif msg.get("type") == "ping":
+                    sub.sock.setblocking(True)
+                    sub.send({"type": "pong"})
+                    sub.sock.setblocking(False)
+
     def _drain(self) -> None:
-        socks = [s.sock for s in self.subs]
-        while not self.stop_event.is_set() and socks:
-            ready, _, _ = self.select.select(socks, [], [], 0.2)
+        by_sock = {s.sock: s for s in self.subs}
+        while not self.stop_event.is_set() and by_sock:
+            ready, _, _ = self.select.select(list(by_sock), [], [], 0.2)
             for sock in ready:
+                sub = by_sock[sock]
                 try:
                     chunk = sock.recv(65536)
-                    self.bytes += len(chunk)
-                    if not chunk:
-                        socks.remove(sock)
                 except BlockingIOError:
-                    pass
+                    continue
                 except OSError:
-                    socks.remove(sock)
+                    chunk = b""
+                if not chunk:
+                    self.closed += 1
+                    del by_sock[sock]
+                    continue
+                self.bytes += len(chunk)
+                sub.buf += chunk
+                try:
+                    self._frames(sub)
+                except OSError:
+                    self.closed += 1
+                    del by_sock[sock]
 
     def close(self) -> None:
         self.stop_event.set()
@@ -782,6 +834,7 @@ def scenario_soak(args, pg: PrivatePg, work: Path) -> dict:
         errors = [r for r in window if r.get("status") != 200 or r.get("code")]
         samples.append({"t_s": round(now() - t_start, 1), "rss_kb": inst.rss_kb(), "fds": inst.fds(),
                         "db_connections": pg_connections(pg, db),
+                        "subscriptions_open": subs.open_count(),
                         "requests": len(window), "errors": len(errors),
                         "p99_ms": round(pct([r["ms"] for r in window], 99) or 0, 1)})
         if len(samples) % 10 == 0:
@@ -811,6 +864,9 @@ def scenario_soak(args, pg: PrivatePg, work: Path) -> dict:
     checks.check(max(conns) <= 10 + 4, "database connections stay within the pool (+ listeners)",
                  f"{min(conns)}..{max(conns)}")
     checks.check(total_errors == 0, "no request failed", total_errors)
+    checks.check(subs.closed == 0, "every subscription stays open (pings answered)",
+                 f"{subs.closed} of {len(subs.subs)} closed; {subs.events} events, "
+                 f"{subs.pings} server pings answered")
     first_half = p99s[: len(p99s) // 2] or p99s
     second_half = p99s[len(p99s) // 2:] or p99s
     checks.check(statistics.median(second_half) <= 2 * statistics.median(first_half) + 20,
@@ -820,7 +876,7 @@ def scenario_soak(args, pg: PrivatePg, work: Path) -> dict:
             "label": "full 30-minute soak" if args.soak_minutes >= 30 else
                      f"SHORT soak ({args.soak_minutes} min), not the issue's 30 minutes",
             "subscriptions_open": args.soak_subscriptions, "activations": activations[0],
-            "subscription_bytes_received": subs.bytes,
+            "subscription_events_received": subs.events, "server_pings_answered": subs.pings,
             "rss_slope_kib_per_min_after_warmup": slope and round(slope, 2),
             "rss_kib_first_last": [rss_first, rss_last], "fds_min_max": [min(fds), max(fds)],
             "db_connections_min_max": [min(conns), max(conns)],
@@ -861,6 +917,9 @@ def main() -> int:
     args.bin = binary(args)
     work = Path(tempfile.mkdtemp(prefix="phone-auth-faults."))
     log(f"work directory {work}; binary {args.bin}")
+    import signal as sig
+    sig.signal(sig.SIGTERM, lambda *_: sys.exit(143))
+    sig.signal(sig.SIGINT, lambda *_: sys.exit(130))
     pg = PrivatePg()
     failed = []
     try:
@@ -888,6 +947,9 @@ def main() -> int:
             if not checks.passed:
                 failed.append(name)
     finally:
+        for inst in Instance.started:
+            if inst.alive():
+                inst.sigkill()
         pg.destroy()
         if failed and not args.keep:
             log(f"logs of the failed run kept in {work}")
