@@ -199,6 +199,22 @@ class PrivatePg:
 # ------------------------------------------------------------------------------------------
 
 
+def ensure_tools(names: list[str]) -> None:
+    """Installs what is missing of `names` with apt (Debian's wrk and haproxy), as bench/run
+    does; exits with a message when that is not possible."""
+    missing = [n for n in names if not shutil.which(n) and not Path(f"/usr/sbin/{n}").exists()]
+    if not missing:
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        log(f"apt-get install {' '.join(missing)}")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+                       env=env, check=False, stdout=subprocess.DEVNULL)
+    still = [n for n in missing if not shutil.which(n) and not Path(f"/usr/sbin/{n}").exists()]
+    if still:
+        sys.exit(f"faults: needs {' '.join(still)} (apt-get install {' '.join(still)})")
+
+
 def binary(args) -> Path:
     path = Path(args.binary).resolve() if args.binary else ROOT / "target" / "release" / "phone-auth"
     if not args.binary and not args.no_build:
