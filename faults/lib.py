@@ -412,14 +412,15 @@ def sign_in(client: Client, port: int, phone: str) -> dict | None:
 
 _phones = itertools.count(1)
 _phone_lock = threading.Lock()
-_phone_base = random.randint(100, 899)
+_phone_base = random.randint(20, 69)
 
 
 def fresh_phone() -> str:
-    """A Russian mobile number no earlier run of this harness on the same database used."""
+    """A new Russian mobile number (+79XX and 7 digits: ten million per run); the scenarios'
+    fixed numbers start +7912, which this never makes."""
     with _phone_lock:
         n = next(_phones)
-    return f"+7912{_phone_base:03d}{n:04d}"
+    return f"+79{_phone_base:02d}{n:07d}"
 
 
 # ------------------------------------------------------------------------------------------
