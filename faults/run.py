@@ -668,10 +668,23 @@ class Subscribers:
                     sub.sock.setblocking(False)
 
     def _drain(self) -> None:
+        import selectors
         by_sock = {s.sock: s for s in self.subs}
+        # epoll, not select(): the harness's own sockets can number past FD_SETSIZE (1024).
+        selector = selectors.DefaultSelector()
+        registered: set = set()
         while not self.stop_event.is_set() and by_sock:
-            ready, _, _ = self.select.select(list(by_sock), [], [], 0.2)
+            for sock in list(registered - set(by_sock)):
+                selector.unregister(sock)
+                registered.discard(sock)
+                sock.close()
+            for sock in set(by_sock) - registered:
+                selector.register(sock, selectors.EVENT_READ)
+                registered.add(sock)
+            ready = [key.fileobj for key, _ in selector.select(0.2)]
             for sock in ready:
+                if sock not in by_sock:
+                    continue
                 sub = by_sock[sock]
                 try:
                     chunk = sock.recv(65536)
