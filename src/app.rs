@@ -18,14 +18,18 @@ use crate::{
 
 /// Connects to the database, applies pending migrations and builds the shared state.
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
-    let db = db::connect(&config.database_url, config.database_max_connections)
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot open the database {}: {e}",
-                redact_url(&config.database_url)
-            )
-        })?;
+    let db = db::connect_with(
+        &config.database_url,
+        config.database_max_connections,
+        config.database_acquire_timeout(),
+    )
+    .await
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the database {}: {e}",
+            redact_url(&config.database_url)
+        )
+    })?;
     db::migrate(&db)
         .await
         .map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
@@ -99,6 +103,53 @@ pub async fn serve(listener: TcpListener, router: Router) -> std::io::Result<()>
     .await
 }
 
+/// Serves `router` on `listener` until `stop` resolves, then stops accepting and gives
+/// in-flight requests `timeout` to finish (an HTTP request longer than that, or a keep-alive
+/// connection a client never closes, does not hold the process).
+pub async fn serve_until(
+    listener: TcpListener,
+    router: Router,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+    timeout: std::time::Duration,
+) -> std::io::Result<()> {
+    let (stopped, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        stop.await;
+        tracing::info!("no longer accepting connections: finishing in-flight requests");
+        let _ = stopped.send(());
+    });
+    let deadline = async move {
+        match stopped_rx.await {
+            Ok(()) => tokio::time::sleep(timeout).await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        served = server.into_future() => served,
+        () = deadline => {
+            tracing::warn!(?timeout, "in-flight requests did not finish in time (SHUTDOWN_TIMEOUT_SECONDS): stopping anyway");
+            Ok(())
+        }
+    }
+}
+
+/// `/readyz` answers 503 for `drain` (still serving), so balancers stop sending new requests
+/// before the listener closes.
+async fn drain(gate: &crate::gate::Gate, drain: std::time::Duration) {
+    gate.start_draining();
+    if !drain.is_zero() {
+        tracing::info!(
+            ?drain,
+            "draining: /readyz answers 503 while requests are still served (SHUTDOWN_DRAIN_SECONDS)"
+        );
+        tokio::time::sleep(drain).await;
+    }
+}
+
 pub async fn run(config: Config) -> anyhow::Result<()> {
     if config.jwt_secret_generated {
         tracing::warn!(
@@ -155,7 +206,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let worker = OutboxWorker::start(state.clone());
     tracing::info!("{}", crate::http::graphiql_page());
     tracing::info!("phone-auth listening on http://{addr}/ (GraphiQL) and http://{addr}/graphql");
-    let served = serve(listener, build_router(state)).await;
+    let lifecycle = state.config.lifecycle.clone();
+    let gate = state.gate.clone();
+    let served = serve_until(
+        listener,
+        build_router(state),
+        async move {
+            shutdown_signal().await;
+            drain(&gate, lifecycle.drain).await;
+        },
+        lifecycle.shutdown_timeout,
+    )
+    .await;
     // The worker keeps sending while in-flight requests finish, so the codes they issue go
     // out; then it finishes the batch it holds and stops.
     tracing::info!("finishing the SMS outbox batch");
@@ -207,5 +269,5 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
-    tracing::info!("shutting down: finishing in-flight requests");
+    tracing::info!("shutting down");
 }

@@ -266,6 +266,21 @@ pub struct Config {
     /// How recent the verifyCode behind a sign-in must be for deleteAccount
     /// (`REAUTH_MAX_AGE_SECONDS`).
     pub reauth_max_age: Duration,
+    /// What SIGTERM does and how fast (`SHUTDOWN_*`), and how many GraphQL requests run at once.
+    pub lifecycle: Lifecycle,
+}
+
+/// Shutdown and admission (`app::run`, `http::shed`).
+#[derive(Clone, Debug)]
+pub struct Lifecycle {
+    /// `SHUTDOWN_DRAIN_SECONDS`: after SIGTERM `/readyz` answers 503 this long, still serving,
+    /// so a balancer's health checks take the instance out before it stops accepting.
+    pub drain: Duration,
+    /// `SHUTDOWN_TIMEOUT_SECONDS`: once it stops accepting, in-flight requests get this long.
+    pub shutdown_timeout: Duration,
+    /// `MAX_CONCURRENT_REQUESTS`: GraphQL requests served at once; more are shed with 503
+    /// (`usize::MAX` when 0).
+    pub max_concurrent_requests: usize,
 }
 
 impl fmt::Debug for Config {
@@ -750,12 +765,13 @@ impl Config {
                 message: "needs PERSISTED_OPERATIONS_FILE (the operations to allow)".to_owned(),
             });
         }
+        let database_max_connections: u32 = r.parse("DATABASE_MAX_CONNECTIONS", 10)?;
         let config = Config {
             app_env,
             database_url: r
                 .raw("DATABASE_URL")
                 .unwrap_or_else(|| "sqlite://phone-auth.db?mode=rwc".to_owned()),
-            database_max_connections: r.parse("DATABASE_MAX_CONNECTIONS", 10)?,
+            database_max_connections,
             listen_addr: r.parse("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8000)))?,
             jwt_secret,
             jwt_secret_generated,
@@ -826,6 +842,21 @@ impl Config {
             test_phone_numbers,
             sms_text,
             reauth_max_age,
+            lifecycle: Lifecycle {
+                // Production sits behind balancers, whose health checks need a few seconds to
+                // see the 503; development stops at once on Ctrl-C.
+                drain: Duration::from_secs(
+                    r.parse("SHUTDOWN_DRAIN_SECONDS", if dev { 0 } else { 5 })?,
+                ),
+                shutdown_timeout: r.seconds("SHUTDOWN_TIMEOUT_SECONDS", 30)?,
+                max_concurrent_requests: match r.parse(
+                    "MAX_CONCURRENT_REQUESTS",
+                    default_max_concurrent(database_max_connections),
+                )? {
+                    0 => usize::MAX,
+                    n => n,
+                },
+            },
         };
         config.check_production(sms_provider_raw.is_some())?;
         Ok(config)
@@ -896,6 +927,13 @@ impl Config {
             .map(String::as_str)
     }
 
+    /// How long a request may wait for a database connection: never past the request's own
+    /// time limit (`REQUEST_TIMEOUT_MS`), and at most 5 s, so a request meeting a dead database
+    /// fails with a contract error instead of queueing behind it.
+    pub fn database_acquire_timeout(&self) -> Duration {
+        self.graphql.request_timeout.min(Duration::from_secs(5))
+    }
+
     pub fn is_production(&self) -> bool {
         self.app_env == AppEnv::Production
     }
@@ -910,6 +948,15 @@ impl Config {
         })
         .expect("the test configuration is valid")
     }
+}
+
+/// `MAX_CONCURRENT_REQUESTS` by default: 16 requests per pooled connection (most of a request's
+/// time is spent outside the database: parsing, hashing, serialising), and never fewer than 128,
+/// so a first load test (wrk's 64 connections, a browser's burst) is served, not shed.
+pub fn default_max_concurrent(database_max_connections: u32) -> usize {
+    (database_max_connections.max(1) as usize)
+        .saturating_mul(16)
+        .max(128)
 }
 
 fn random_secret() -> String {

@@ -8,6 +8,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod gate;
 pub mod graphql;
 pub mod http;
 pub mod metrics;

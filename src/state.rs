@@ -8,7 +8,7 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::Notify;
 
 use crate::{
-    clock::Clock, config::Config, events::InviteEvents, revocations::Revocations,
+    clock::Clock, config::Config, events::InviteEvents, gate::Gate, revocations::Revocations,
     services::keys::Keys, sms::SmsSender,
 };
 
@@ -25,6 +25,8 @@ pub struct AppState {
     /// Rung after a code's transaction commits, so this instance's outbox worker sends at once
     /// instead of at its next poll.
     pub outbox_wake: Arc<Notify>,
+    /// The GraphQL concurrency limit and the drain flag SIGTERM raises.
+    pub gate: Arc<Gate>,
 }
 
 impl AppState {
@@ -44,7 +46,9 @@ impl AppState {
             clock.clone(),
             config.access_token_ttl + std::time::Duration::from_secs(60),
         );
+        let gate = Arc::new(Gate::new(config.lifecycle.max_concurrent_requests));
         Self {
+            gate,
             config: Arc::new(config),
             db,
             clock,

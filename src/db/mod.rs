@@ -18,6 +18,18 @@ use sqlx::{
 /// readers never block the writer and brief write contention waits instead of failing.
 /// An in-memory SQLite database lives in one connection, so its pool holds exactly one.
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    // sqlx's own default for SQLite (30 s): a busy file database queues rather than fails.
+    let acquire_timeout = Duration::from_secs(if url.starts_with("sqlite:") { 30 } else { 5 });
+    connect_with(url, max_connections, acquire_timeout).await
+}
+
+/// [`connect`], with how long a statement may wait for a pooled connection (or for a new one
+/// while the database is unreachable) before it fails.
+pub async fn connect_with(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> Result<DatabaseConnection, DbErr> {
     let max_connections = max_connections.max(1);
     if url.starts_with("sqlite:") {
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
@@ -35,6 +47,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
         };
         let pool = SqlitePoolOptions::new()
             .max_connections(if in_memory { 1 } else { max_connections })
+            .acquire_timeout(acquire_timeout)
             .min_connections(if in_memory { 1 } else { 0 })
             // An in-memory database dies with its last connection: never let it go idle.
             .idle_timeout(if in_memory {
@@ -58,7 +71,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
             .map_err(|e| DbErr::Custom(format!("invalid DATABASE_URL: {e}")))?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(acquire_timeout)
             .connect_with(options)
             .await
             .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))?;

@@ -99,7 +99,11 @@ impl MediaType {
     }
 }
 
-fn json_response(status: StatusCode, media: MediaType, body: &impl serde::Serialize) -> Response {
+pub(super) fn json_response(
+    status: StatusCode,
+    media: MediaType,
+    body: &impl serde::Serialize,
+) -> Response {
     let bytes = match serde_json::to_vec(body) {
         Ok(bytes) => bytes,
         Err(err) => {

@@ -7,6 +7,7 @@ mod graphql;
 mod health;
 mod metrics;
 mod request_id;
+mod shed;
 mod websocket;
 
 use std::sync::Arc;
@@ -50,7 +51,12 @@ pub fn router(app: AppState) -> Router {
     let router = Router::new()
         .route("/", get(graphiql::page))
         .route("/graphiql/{hash}/{file}", get(graphiql::asset))
-        .route("/graphql", get(graphql::get).post(graphql::post))
+        .route(
+            "/graphql",
+            get(graphql::get)
+                .post(graphql::post)
+                .layer(middleware::from_fn_with_state(state.clone(), shed::limit)),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))

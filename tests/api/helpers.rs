@@ -212,9 +212,19 @@ impl TestApp {
             PoolSize::Test => 5,
             PoolSize::Production => config.database_max_connections,
         };
-        let mut conn: DatabaseConnection = db::connect(&config.database_url, connections)
+        // A test that shortens REQUEST_TIMEOUT_MS gets the server's bounded pool wait; the
+        // others keep the pool's defaults (a loaded test machine queues, it does not fail).
+        let opened = if config.graphql.request_timeout < std::time::Duration::from_secs(5) {
+            db::connect_with(
+                &config.database_url,
+                connections,
+                config.database_acquire_timeout(),
+            )
             .await
-            .expect("test database opens");
+        } else {
+            db::connect(&config.database_url, connections).await
+        };
+        let mut conn: DatabaseConnection = opened.expect("test database opens");
         db::migrate(&conn).await.expect("migrations apply");
 
         let uncounted = conn.clone();

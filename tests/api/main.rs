@@ -7,6 +7,7 @@ mod contract_config;
 mod development_limits;
 mod entities;
 mod fake_sms;
+mod faults;
 mod field_order;
 mod helpers;
 mod invites;

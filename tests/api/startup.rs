@@ -239,12 +239,21 @@ impl Running {
     }
 
     /// Sends SIGTERM and waits (at most 30 s); the exit status and everything written to stderr.
-    async fn stop(mut self) -> (std::process::ExitStatus, String) {
+    async fn stop(self) -> (std::process::ExitStatus, String) {
+        self.terminate();
+        self.wait().await
+    }
+
+    fn terminate(&self) {
         let kill = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .expect("kill");
         assert!(kill.success());
+    }
+
+    /// Waits for the process to exit (at most 30 s).
+    async fn wait(mut self) -> (std::process::ExitStatus, String) {
         let mut exited = None;
         for _ in 0..3000 {
             if let Some(status) = self.child.try_wait().expect("wait") {
@@ -299,8 +308,138 @@ async fn the_binary_serves_and_shuts_down_gracefully_on_sigterm() {
         "development exposes the code"
     );
 
+    // Development drains for 0 s (SHUTDOWN_DRAIN_SECONDS): Ctrl-C stays instant.
+    let stopping = std::time::Instant::now();
     let (status, _) = running.stop().await;
     assert!(status.success(), "exit status {status:?}");
+    assert!(
+        stopping.elapsed() < std::time::Duration::from_secs(3),
+        "development took {:?} to stop",
+        stopping.elapsed()
+    );
+}
+
+/// Opens a connection and sends a GraphQL POST whose body is only half there: the server
+/// holds it in flight until the rest arrives.
+async fn half_sent_request(base: &str) -> (tokio::net::TcpStream, &'static str) {
+    use tokio::io::AsyncWriteExt;
+    let addr = base.trim_start_matches("http://");
+    let body = r#"{"query":"{ __typename }"}"#;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST /graphql HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    stream
+        .write_all(&body.as_bytes()[..5])
+        .await
+        .expect("write");
+    stream.flush().await.expect("flush");
+    (stream, &body[5..])
+}
+
+/// SIGTERM in production order: `/readyz` answers 503 for `SHUTDOWN_DRAIN_SECONDS` while
+/// GraphQL is still served, then the listener closes, and a request in flight by then is
+/// finished and answered before the process exits cleanly.
+#[tokio::test]
+async fn sigterm_drains_then_stops_accepting_then_finishes_in_flight_requests() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let running = Running::start_with(&[("SHUTDOWN_DRAIN_SECONDS", "2")]);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    running.ready(&client).await;
+    let base = running.base.clone();
+
+    let (mut in_flight, rest) = half_sent_request(&base).await;
+    let signalled = std::time::Instant::now();
+    running.terminate();
+    // Draining: not ready, still serving.
+    let mut saw_draining = false;
+    while signalled.elapsed() < std::time::Duration::from_millis(1500) {
+        let r = client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .expect("readyz answers while draining");
+        if r.status() == 503 {
+            let body: serde_json::Value = r.json().await.expect("json");
+            assert_eq!(body["status"], "draining", "{body}");
+            saw_draining = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(saw_draining, "/readyz never answered 503 after SIGTERM");
+    let body: serde_json::Value = client
+        .post(format!("{base}/graphql"))
+        .json(&serde_json::json!({ "query": "{ __typename }" }))
+        .send()
+        .await
+        .expect("GraphQL is served while draining")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body["data"]["__typename"], "Query", "{body}");
+
+    // After the drain the listener closes: new connections are refused.
+    let mut refused = false;
+    for _ in 0..400 {
+        if tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+            .await
+            .is_err()
+        {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(
+        refused,
+        "still accepting connections 4 s after the drain began"
+    );
+    assert!(
+        signalled.elapsed() >= std::time::Duration::from_millis(1900),
+        "stopped accepting before SHUTDOWN_DRAIN_SECONDS: {:?}",
+        signalled.elapsed()
+    );
+
+    // The request that was in flight is still finished and answered.
+    in_flight
+        .write_all(rest.as_bytes())
+        .await
+        .expect("write the rest");
+    let mut answer = String::new();
+    in_flight.read_to_string(&mut answer).await.expect("read");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#""__typename":"Query""#), "{answer}");
+
+    let (status, stderr) = running.wait().await;
+    assert!(status.success(), "exit status {status:?}\n{stderr}");
+    assert!(stderr.contains("draining"), "{stderr}");
+}
+
+/// Finishing in-flight requests is bounded: a request that never completes does not keep the
+/// process past `SHUTDOWN_TIMEOUT_SECONDS`.
+#[tokio::test]
+async fn a_request_that_never_finishes_does_not_hold_the_shutdown() {
+    let running = Running::start_with(&[("SHUTDOWN_TIMEOUT_SECONDS", "1")]);
+    running.ready(&reqwest::Client::new()).await;
+    let (_stuck, _rest) = half_sent_request(&running.base).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let signalled = std::time::Instant::now();
+    running.terminate();
+    let (status, stderr) = running.wait().await;
+    let took = signalled.elapsed();
+    assert!(status.success(), "exit status {status:?}\n{stderr}");
+    assert!(
+        took >= std::time::Duration::from_millis(900),
+        "did not wait for the request: {took:?}"
+    );
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    assert!(stderr.contains("SHUTDOWN_TIMEOUT_SECONDS"), "{stderr}");
 }
 
 /// A build without the npm step serves the CDN page, which never loads on a machine without
