@@ -204,6 +204,33 @@ pub struct WebSocketLimits {
     pub max_connections_per_client: usize,
 }
 
+/// OpenTelemetry traces (`OTEL_*`, docs/observability.md): present when an OTLP endpoint is
+/// set. The SDK reads the other standard variables itself (`OTEL_EXPORTER_OTLP_HEADERS`,
+/// `OTEL_TRACES_SAMPLER`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_BSP_*` …).
+#[derive(Clone)]
+pub struct OtelSettings {
+    /// Where spans are posted (OTLP/HTTP, protobuf): `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as
+    /// given, else `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/traces`.
+    pub traces_endpoint: reqwest::Url,
+    /// `OTEL_SERVICE_NAME`.
+    pub service_name: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, else `OTEL_EXPORTER_OTLP_TIMEOUT` (ms, default 10 s).
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for OtelSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OtelSettings")
+            .field(
+                "traces_endpoint",
+                &redact_url(self.traces_endpoint.as_str()),
+            )
+            .field("service_name", &self.service_name)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
 /// The text of a code SMS (`SMS_TEMPLATE`, `SMS_APP_NAME`, `WEBOTP_DOMAIN`, `ANDROID_APP_HASH`);
 /// `sms::text` renders it.
 #[derive(Clone, Debug)]
@@ -266,6 +293,8 @@ pub struct Config {
     /// How recent the verifyCode behind a sign-in must be for deleteAccount
     /// (`REAUTH_MAX_AGE_SECONDS`).
     pub reauth_max_age: Duration,
+    /// `None` unless an OTLP endpoint is set: no traces, nothing of OpenTelemetry runs.
+    pub otel: Option<OtelSettings>,
 }
 
 impl fmt::Debug for Config {
@@ -617,6 +646,92 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
     }
 }
 
+/// OpenTelemetry: on when an OTLP endpoint is set, unless `OTEL_SDK_DISABLED=true` or
+/// `OTEL_TRACES_EXPORTER=none`. Only OTLP over HTTP with protobuf is built in.
+impl<F: Fn(&str) -> Option<String>> Reader<F> {
+    fn otel(&self) -> Result<Option<OtelSettings>, ConfigError> {
+        if self.bool("OTEL_SDK_DISABLED", false)? {
+            return Ok(None);
+        }
+        match self
+            .raw("OTEL_TRACES_EXPORTER")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("otlp") => {}
+            Some("none") => return Ok(None),
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "OTEL_TRACES_EXPORTER",
+                    message: format!("only otlp (or none) is built in, got {other:?}"),
+                });
+            }
+        }
+        let endpoint = |name: &'static str, value: String| {
+            reqwest::Url::parse(&value)
+                .ok()
+                .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+                .ok_or_else(|| ConfigError::Invalid {
+                    name,
+                    message: format!(
+                        "expected an http(s) URL such as http://127.0.0.1:4318, got {:?}",
+                        redact_url(&value)
+                    ),
+                })
+        };
+        let traces_endpoint = match (
+            self.raw("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+            self.raw("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        ) {
+            (Some(traces), _) => endpoint("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", traces)?,
+            (None, Some(base)) => {
+                let base = endpoint("OTEL_EXPORTER_OTLP_ENDPOINT", base)?;
+                let mut url = base.clone();
+                url.set_path(&format!("{}/v1/traces", base.path().trim_end_matches('/')));
+                url
+            }
+            (None, None) => return Ok(None),
+        };
+        for name in [
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ] {
+            if let Some(protocol) = self.raw(name) {
+                if protocol != "http/protobuf" {
+                    return Err(ConfigError::Invalid {
+                        name: if name.contains("TRACES") {
+                            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+                        } else {
+                            "OTEL_EXPORTER_OTLP_PROTOCOL"
+                        },
+                        message: format!(
+                            "only http/protobuf is built in (port 4318 of a collector), got {protocol:?}"
+                        ),
+                    });
+                }
+                break;
+            }
+        }
+        let timeout_name = if self.raw("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT").is_some() {
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"
+        } else {
+            "OTEL_EXPORTER_OTLP_TIMEOUT"
+        };
+        let timeout_ms: u64 = self.parse(timeout_name, 10_000)?;
+        if timeout_ms == 0 {
+            return Err(ConfigError::Invalid {
+                name: timeout_name,
+                message: "must be at least 1 (milliseconds)".into(),
+            });
+        }
+        Ok(Some(OtelSettings {
+            traces_endpoint,
+            service_name: self.raw("OTEL_SERVICE_NAME"),
+            timeout: Duration::from_millis(timeout_ms),
+        }))
+    }
+}
+
 impl Config {
     /// Reads the process environment (`.env` must already be loaded by the caller).
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -750,6 +865,7 @@ impl Config {
                 message: "needs PERSISTED_OPERATIONS_FILE (the operations to allow)".to_owned(),
             });
         }
+        let otel = r.otel()?;
         let config = Config {
             app_env,
             database_url: r
@@ -826,6 +942,7 @@ impl Config {
             test_phone_numbers,
             sms_text,
             reauth_max_age,
+            otel,
         };
         config.check_production(sms_provider_raw.is_some())?;
         Ok(config)

@@ -11,6 +11,7 @@ pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod metrics;
+pub mod otel;
 pub mod revocations;
 pub mod services;
 pub mod sms;

@@ -67,6 +67,11 @@ impl GraphqlExecutor {
             return Err(Box::new(Response::from_errors(vec![error])));
         }
         request.data.insert(Loaders::new(&self.db));
+        // A batch's request span is named `batch`; otherwise the operation names it.
+        let traced = crate::otel::on()
+            && !request
+                .data
+                .contains_key(&std::any::TypeId::of::<crate::otel::Batched>());
         let operation_name = request.operation_name.clone();
         let Ok(document) = request.parsed_query() else {
             return Ok(Admitted {
@@ -74,6 +79,9 @@ impl GraphqlExecutor {
                 fields: Vec::new(),
             });
         };
+        if traced {
+            crate::otel::name_operation(document, operation_name.as_deref());
+        }
         if let Err(error) = sensitive_fields::check(document) {
             return Err(Box::new(Response::from_errors(vec![error])));
         }
