@@ -1036,3 +1036,163 @@ fn random_secret() -> String {
     rand::rng().fill_bytes(&mut bytes);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(|key| {
+            vars.iter()
+                .find(|(name, _)| *name == key)
+                .map(|(_, value)| (*value).to_owned())
+        })
+    }
+
+    fn otel(vars: &[(&str, &str)]) -> Option<OtelSettings> {
+        with(vars).expect("valid").otel
+    }
+
+    fn refused(vars: &[(&str, &str)]) -> &'static str {
+        match with(vars) {
+            Err(ConfigError::Invalid { name, .. }) => name,
+            other => panic!("{vars:?} accepted: {:?}", other.map(|c| c.otel)),
+        }
+    }
+
+    #[test]
+    fn opentelemetry_is_off_without_an_endpoint() {
+        assert!(otel(&[]).is_none());
+        assert!(
+            otel(&[
+                ("OTEL_SERVICE_NAME", "x"),
+                ("OTEL_EXPORTER_OTLP_HEADERS", "a=b")
+            ])
+            .is_none()
+        );
+        let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318");
+        assert!(otel(&[endpoint, ("OTEL_SDK_DISABLED", "true")]).is_none());
+        assert!(otel(&[endpoint, ("OTEL_TRACES_EXPORTER", "none")]).is_none());
+        assert!(otel(&[endpoint, ("OTEL_SDK_DISABLED", "false")]).is_some());
+        assert!(otel(&[endpoint, ("OTEL_TRACES_EXPORTER", "otlp")]).is_some());
+    }
+
+    #[test]
+    fn the_traces_endpoint_follows_the_otlp_rules() {
+        let endpoint =
+            |vars: &[(&str, &str)]| otel(vars).expect("on").traces_endpoint.as_str().to_owned();
+        assert_eq!(
+            endpoint(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")]),
+            "http://collector:4318/v1/traces"
+        );
+        assert_eq!(
+            endpoint(&[(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "https://otlp.example.com/base/"
+            )]),
+            "https://otlp.example.com/base/v1/traces"
+        );
+        // The signal's own variable is used as given, and wins.
+        assert_eq!(
+            endpoint(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://wrong:4318"),
+                (
+                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                    "http://right:4318/custom"
+                ),
+            ]),
+            "http://right:4318/custom"
+        );
+        assert_eq!(
+            refused(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")]),
+            "OTEL_EXPORTER_OTLP_ENDPOINT"
+        );
+        assert_eq!(
+            refused(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://collector/")]),
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+        );
+    }
+
+    #[test]
+    fn only_otlp_over_http_protobuf_is_accepted() {
+        let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318");
+        assert!(otel(&[endpoint, ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")]).is_some());
+        assert_eq!(
+            refused(&[endpoint, ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]),
+            "OTEL_EXPORTER_OTLP_PROTOCOL"
+        );
+        assert_eq!(
+            refused(&[
+                endpoint,
+                ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json")
+            ]),
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+        );
+        // The signal's variable wins over the general one.
+        assert!(
+            otel(&[
+                endpoint,
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
+            ])
+            .is_some()
+        );
+        assert_eq!(
+            refused(&[endpoint, ("OTEL_TRACES_EXPORTER", "zipkin")]),
+            "OTEL_TRACES_EXPORTER"
+        );
+    }
+
+    #[test]
+    fn timeout_and_service_name_are_read() {
+        let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318");
+        let settings = otel(&[endpoint]).expect("on");
+        assert_eq!(settings.timeout, Duration::from_secs(10));
+        assert_eq!(settings.service_name, None);
+        let settings = otel(&[
+            endpoint,
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+            ("OTEL_SERVICE_NAME", "auth-eu"),
+        ])
+        .expect("on");
+        assert_eq!(settings.timeout, Duration::from_millis(2500));
+        assert_eq!(settings.service_name.as_deref(), Some("auth-eu"));
+        let settings = otel(&[
+            endpoint,
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "700"),
+        ])
+        .expect("on");
+        assert_eq!(settings.timeout, Duration::from_millis(700));
+        assert_eq!(
+            refused(&[endpoint, ("OTEL_EXPORTER_OTLP_TIMEOUT", "0")]),
+            "OTEL_EXPORTER_OTLP_TIMEOUT"
+        );
+        assert_eq!(
+            refused(&[endpoint, ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "soon")]),
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"
+        );
+    }
+
+    #[test]
+    fn the_endpoint_password_is_not_printed() {
+        let settings = otel(&[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "https://user:hunter2hunter2@otlp.example.com",
+        )])
+        .expect("on");
+        assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn production_accepts_an_endpoint() {
+        let config = with(&[
+            ("APP_ENV", "production"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef-prod"),
+            ("SMS_PROVIDER", "console"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+        ])
+        .expect("valid in production");
+        assert!(config.otel.is_some());
+    }
+}

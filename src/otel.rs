@@ -56,6 +56,10 @@ pub const DEFAULT_SERVICE_NAME: &str = "phone-auth";
 /// are cut so a span name stays a label.
 const MAX_OPERATION_NAME: usize = 64;
 
+/// Longest the exit waits for the last export (a collector that is down must not hold up a
+/// stop past a container's grace period).
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
 static ON: AtomicBool = AtomicBool::new(false);
 static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 
@@ -101,11 +105,13 @@ impl Exporter {
         self.provider.tracer("phone-auth")
     }
 
-    /// Exports what is buffered and stops the processor (off the async threads: the processor
-    /// waits for exports that run on them).
+    /// Exports what is buffered and stops the processor, within [`SHUTDOWN_TIMEOUT`] (off the
+    /// async threads: the processor waits for exports that run on them).
     pub async fn shutdown(self) {
         let provider = self.provider;
-        match tokio::task::spawn_blocking(move || provider.shutdown()).await {
+        match tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(SHUTDOWN_TIMEOUT))
+            .await
+        {
             Ok(Ok(())) => {}
             Ok(Err(err)) => tracing::warn!(error = %err, "flushing the traces failed"),
             Err(err) => tracing::warn!(error = %err, "flushing the traces panicked"),
@@ -393,7 +399,8 @@ pub fn sql_span(backend: DatabaseBackend, sql: &str, elapsed: Duration, failed: 
 }
 
 /// The statement's first keyword (`SELECT`, `INSERT` …) and the table it names first after
-/// `FROM`, `INTO` or `UPDATE`, unquoted: OpenTelemetry's low-cardinality span name.
+/// `FROM`, `INTO` or `UPDATE` outside parentheses (not a subquery's), unquoted:
+/// OpenTelemetry's low-cardinality span name.
 pub fn summary(sql: &str) -> (String, Option<String>) {
     let mut words = sql.split_whitespace();
     let operation = words
@@ -408,8 +415,12 @@ pub fn summary(sql: &str) -> (String, Option<String>) {
     };
     let mut previous = operation.clone();
     let mut table = None;
+    // Parentheses open before `word`.
+    let mut depth = 0i32;
     for word in words {
-        if ["FROM", "INTO", "UPDATE"].contains(&previous.to_ascii_uppercase().as_str()) {
+        if depth == 0
+            && ["FROM", "INTO", "UPDATE"].contains(&previous.to_ascii_uppercase().as_str())
+        {
             let name = word.trim_matches(|c: char| c == '"' || c == '`' || c == '(' || c == ',');
             if !name.is_empty()
                 && name
@@ -418,6 +429,13 @@ pub fn summary(sql: &str) -> (String, Option<String>) {
             {
                 table = Some(name.to_owned());
                 break;
+            }
+        }
+        for c in word.chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                _ => {}
             }
         }
         previous = word.to_owned();
@@ -446,6 +464,12 @@ mod tests {
         assert_eq!(
             summary("delete from events where at < ?"),
             ("DELETE".to_owned(), Some("events".to_owned()))
+        );
+        assert_eq!(
+            summary(
+                "SELECT SUM(a) AS c0, (SELECT COUNT(*) FROM users WHERE phone = ?) AS probe FROM rate_events WHERE at > ?"
+            ),
+            ("SELECT".to_owned(), Some("rate_events".to_owned()))
         );
         assert_eq!(summary("SELECT 1"), ("SELECT".to_owned(), None));
         assert_eq!(summary("BEGIN"), ("BEGIN".to_owned(), None));

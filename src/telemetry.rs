@@ -86,6 +86,7 @@ where
         .with_tracer(tracer)
         .with_location(false)
         .with_threads(false)
+        .with_target(false)
         .with_tracked_inactivity(false)
         .with_filter(filter_fn(|meta| {
             meta.is_span() && meta.target() == crate::otel::TARGET

@@ -232,6 +232,53 @@ async fn drop_database(url: &str) {
         .expect("the test database is dropped");
 }
 
+/// Opens a graphql-transport-ws socket (signed in), subscribes, and closes once the server has
+/// answered a ping sent after the subscribe (messages are handled in order).
+async fn subscribe_over_socket(base: &str, trace: &TraceParent, token: &str) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
+    let mut request = format!("{}/graphql", base.replacen("http", "ws", 1))
+        .into_client_request()
+        .expect("request");
+    let headers = request.headers_mut();
+    headers.insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static("graphql-transport-ws"),
+    );
+    headers.insert(
+        "traceparent",
+        HeaderValue::from_str(&trace.header()).expect("header"),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("WebSocket handshake");
+    for message in [
+        json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } }),
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": "subscription Joined { invitedUserJoined { id } }" } }),
+        json!({ "type": "ping" }),
+    ] {
+        socket
+            .send(Message::text(message.to_string()))
+            .await
+            .expect("send");
+    }
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("an answer within 10 s")
+            .expect("the socket is open")
+            .expect("a frame");
+        if let Message::Text(text) = frame {
+            let message: Value = serde_json::from_str(&text).expect("JSON");
+            assert_ne!(message["type"], "error", "{message}");
+            if message["type"] == "pong" {
+                break;
+            }
+        }
+    }
+    let _ = socket.close(None).await;
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -345,6 +392,10 @@ async fn requests_are_traced_over_otlp_with_sql_spans_and_no_secrets() {
     .await;
     assert!(batch.is_array(), "{batch}");
 
+    // A subscription over a WebSocket whose upgrade request carries a traceparent.
+    let socket_trace = TraceParent::new();
+    subscribe_over_socket(base, &socket_trace, &access).await;
+
     let (status, stderr) = running.stop().await;
     assert!(status.success(), "exit status {status:?}:\n{stderr}");
     drop_database(&database_url).await;
@@ -354,6 +405,21 @@ async fn requests_are_traced_over_otlp_with_sql_spans_and_no_secrets() {
         !spans.is_empty(),
         "nothing exported (flush at shutdown):\n{stderr}"
     );
+    // What a trace looks like (`--nocapture`).
+    for (_, span) in &spans {
+        let mut attrs: Vec<_> = attributes(&span.attributes).into_iter().collect();
+        attrs.sort();
+        eprintln!(
+            "{} {} parent={} {:.2}ms {:?}",
+            hex(&span.trace_id),
+            span.name,
+            hex(&span.parent_span_id),
+            span.end_time_unix_nano
+                .saturating_sub(span.start_time_unix_nano) as f64
+                / 1e6,
+            attrs
+        );
+    }
     let names: Vec<&str> = spans.iter().map(|(_, s)| s.name.as_str()).collect();
     for (resource, _) in &spans {
         assert_eq!(
@@ -454,6 +520,20 @@ async fn requests_are_traced_over_otlp_with_sql_spans_and_no_secrets() {
         "2"
     );
     find("GET /readyz", None);
+
+    // The socket's subscribe: in the upgrade request's trace, under its span.
+    let upgrade = find("GET /graphql", Some(&socket_trace));
+    assert_eq!(hex(&upgrade.parent_span_id), socket_trace.parent_id);
+    assert_eq!(
+        attributes(&upgrade.attributes)["http.response.status_code"],
+        "101"
+    );
+    let subscribe = find("subscription Joined", Some(&socket_trace));
+    assert_eq!(subscribe.parent_span_id, upgrade.span_id);
+    assert_eq!(
+        attributes(&subscribe.attributes)["request_id"],
+        attributes(&upgrade.attributes)["request_id"]
+    );
     // Only requests, their SQL and nothing else: no service spans, no log events.
     for (_, span) in &spans {
         assert!(span.events.is_empty(), "{} carries events", span.name);
