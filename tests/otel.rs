@@ -27,6 +27,8 @@ use serde_json::{Value, json};
 #[derive(Clone, Default)]
 struct Received {
     bodies: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// The `x-otel-test` header of each export (`OTEL_EXPORTER_OTLP_HEADERS`).
+    headers: Arc<Mutex<Vec<Option<String>>>>,
 }
 
 impl Received {
@@ -73,7 +75,17 @@ fn attributes(attributes: &[KeyValue]) -> HashMap<String, String> {
         .collect()
 }
 
-async fn receive(State(received): State<Received>, body: Bytes) -> (StatusCode, Vec<u8>) {
+async fn receive(
+    State(received): State<Received>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> (StatusCode, Vec<u8>) {
+    received.headers.lock().expect("receiver lock").push(
+        headers
+            .get("x-otel-test")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    );
     received
         .bodies
         .lock()
@@ -292,6 +304,11 @@ async fn requests_are_traced_over_otlp_with_sql_spans_and_no_secrets() {
         ("DATABASE_URL", database_url.as_str()),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.as_str()),
         ("OTEL_SERVICE_NAME", "phone-auth-under-test"),
+        (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment.name=otel-test",
+        ),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "x-otel-test=yes"),
         // Nothing leaves before shutdown: the spans arrive only if the exit flushes them.
         ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
         // Eight digits: a four-digit code could turn up by chance inside an id or a time.
@@ -421,12 +438,24 @@ async fn requests_are_traced_over_otlp_with_sql_spans_and_no_secrets() {
         );
     }
     let names: Vec<&str> = spans.iter().map(|(_, s)| s.name.as_str()).collect();
+    // The standard variables the SDK reads: the resource's and the export's headers.
     for (resource, _) in &spans {
         assert_eq!(
             resource.get("service.name").map(String::as_str),
             Some("phone-auth-under-test")
         );
+        assert_eq!(
+            resource
+                .get("deployment.environment.name")
+                .map(String::as_str),
+            Some("otel-test")
+        );
     }
+    let headers = received.headers.lock().expect("receiver lock").clone();
+    assert!(
+        !headers.is_empty() && headers.iter().all(|h| h.as_deref() == Some("yes")),
+        "{headers:?}"
+    );
     let find = |name: &str, trace: Option<&TraceParent>| {
         spans
             .iter()
@@ -603,4 +632,34 @@ async fn without_an_endpoint_nothing_is_exported() {
     assert!(received.raw().is_empty(), "exported although off");
     assert!(!stderr.contains("OpenTelemetry"), "{stderr}");
     let _ = otlp;
+}
+
+/// `OTEL_TRACES_SAMPLER` is the SDK's: `always_off` exports nothing, SQL spans included.
+#[tokio::test]
+async fn the_sampler_variable_is_honoured() {
+    let (otlp, received) = receiver().await;
+    let database_url = helpers::file_database_url().await;
+    let running = Running::start(&[
+        ("DATABASE_URL", database_url.as_str()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.as_str()),
+        ("OTEL_TRACES_SAMPLER", "always_off"),
+    ]);
+    let client = reqwest::Client::new();
+    running.ready(&client).await;
+    let requested = graphql(
+        &client,
+        &running.base,
+        &[],
+        json!({ "query": "mutation { requestCode(phone: \"+79120000003\") { phone } }" }),
+    )
+    .await;
+    assert_eq!(requested["data"]["requestCode"]["phone"], "+79120000003");
+    let (status, stderr) = running.stop().await;
+    drop_database(&database_url).await;
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("OpenTelemetry: exporting traces"),
+        "{stderr}"
+    );
+    assert!(received.spans().is_empty(), "sampled out, yet exported");
 }
