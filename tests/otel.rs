@@ -409,6 +409,19 @@ async fn requests_are_traced_over_otlp_with_sql_spans_and_no_secrets() {
     .await;
     assert!(batch.is_array(), "{batch}");
 
+    // A body that is not JSON: refused before any operation, its code still on the span.
+    let refused_trace = TraceParent::new();
+    let status = client
+        .post(format!("{base}/graphql"))
+        .header("content-type", "application/json")
+        .header("traceparent", refused_trace.header())
+        .body(format!("{{\"query\": \"{phone}"))
+        .send()
+        .await
+        .expect("the server answers")
+        .status();
+    assert_eq!(status, 400);
+
     // A subscription over a WebSocket whose upgrade request carries a traceparent.
     let socket_trace = TraceParent::new();
     subscribe_over_socket(base, &socket_trace, &access).await;
@@ -549,6 +562,11 @@ async fn requests_are_traced_over_otlp_with_sql_spans_and_no_secrets() {
         "2"
     );
     find("GET /readyz", None);
+
+    let unparsed = attributes(&find("POST /graphql", Some(&refused_trace)).attributes);
+    assert_eq!(unparsed["graphql.error.codes"], "BAD_USER_INPUT");
+    assert_eq!(unparsed["http.response.status_code"], "400");
+    assert!(!unparsed.contains_key("graphql.operation.type"));
 
     // The socket's subscribe: in the upgrade request's trace, under its span.
     let upgrade = find("GET /graphql", Some(&socket_trace));
