@@ -227,9 +227,17 @@ async fn graphql(
 
 async fn drop_database(url: &str) {
     use sea_orm::ConnectionTrait;
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let path = path.split('?').next().unwrap_or(path);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{path}{suffix}"));
+        }
+        return;
+    }
     let Some(slash) = url.rfind('/') else { return };
     let (server, name) = (&url[..slash], &url[slash + 1..]);
-    if !url.starts_with("postgres") || !name.starts_with("test") {
+    // Only the database this test made (`<TEST_DATABASE_PREFIX>_<uuid>`), never the server's.
+    if !url.starts_with("postgres") || name.is_empty() || name == "postgres" {
         return;
     }
     let admin = phone_auth::db::connect(&format!("{server}/postgres"), 1)
