@@ -26,7 +26,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use async_graphql::parser::types::{ExecutableDocument, OperationType};
+use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
 use axum::http::{HeaderMap, StatusCode};
 use opentelemetry::{
     Context, KeyValue,
@@ -41,13 +41,13 @@ use opentelemetry_sdk::{
     trace::{SdkTracer, SdkTracerProvider},
 };
 use sea_orm::DatabaseBackend;
-use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::config::OtelSettings;
 
-/// The target of the only spans exported.
-pub const TARGET: &str = "phone_auth::otel";
+/// The target of the only spans exported (not a module path: the log layer hides these spans
+/// by it, and this module's own log lines must still show).
+pub const TARGET: &str = "phone_auth::otel::span";
 
 /// The service name when neither `OTEL_SERVICE_NAME` nor `OTEL_RESOURCE_ATTRIBUTES` gives one.
 pub const DEFAULT_SERVICE_NAME: &str = "phone-auth";
@@ -207,10 +207,10 @@ pub fn route(path: &str) -> &'static str {
     "unmatched"
 }
 
-/// The span of one HTTP request, continuing the trace of the client's `traceparent` (when it
-/// is valid; otherwise a new trace). Its name is `METHOD route` until the GraphQL operation,
-/// if any, names it. Its `request_id`, `method` and `path` are the fields the plain span logs
-/// (the path as its route).
+/// The exported span of one HTTP request, continuing the trace of the client's `traceparent`
+/// (when it is valid; otherwise a new trace). Its name is `METHOD route` until the GraphQL
+/// operation, if any, renames it. The request's log span (`request`, with its fields as ever)
+/// runs inside it; the log layer does not show this one.
 pub fn request_span(
     request_id: &str,
     method: &str,
@@ -223,17 +223,9 @@ pub fn request_span(
         "request",
         otel.name = %format_args!("{method} {route}"),
         otel.kind = "server",
-        otel.status_code = Empty,
         request_id,
-        method,
-        path = route,
         http.request.method = method,
         http.route = route,
-        http.response.status_code = Empty,
-        graphql.operation.type = Empty,
-        graphql.operation.name = Empty,
-        graphql.batch.size = Empty,
-        graphql.error.codes = Empty,
     );
     let parent = TraceContextPropagator::new().extract(&Headers(headers));
     if parent.span().span_context().is_valid() {
@@ -244,13 +236,19 @@ pub fn request_span(
 
 /// Records the response status on the request span; a 5xx marks it failed.
 pub fn record_status(span: &tracing::Span, status: StatusCode) {
-    span.record("http.response.status_code", status.as_u16());
+    let cx = span.context();
+    let span = cx.span();
+    span.set_attribute(KeyValue::new(
+        "http.response.status_code",
+        i64::from(status.as_u16()),
+    ));
     if status.is_server_error() {
-        span.record("otel.status_code", "error");
+        span.set_status(Status::error(status.to_string()));
     }
 }
 
-/// The span of one operation subscribed over a WebSocket (named by [`name_operation`]).
+/// The exported span of one operation subscribed over a WebSocket (named by
+/// [`name_operation`]).
 pub fn subscribe_span(request_id: &str) -> tracing::Span {
     tracing::info_span!(
         target: TARGET,
@@ -258,25 +256,21 @@ pub fn subscribe_span(request_id: &str) -> tracing::Span {
         otel.name = "subscription",
         otel.kind = "server",
         request_id,
-        graphql.operation.type = Empty,
-        graphql.operation.name = Empty,
-        graphql.error.codes = Empty,
     )
 }
 
 /// Marks the operations of a batch: the request span is named `batch`, not by one of them.
 pub struct Batched;
 
-/// Names the current span (the request's) after a batch of `size` operations.
+/// Names the current exported span (the request's) after a batch of `size` operations.
 pub fn name_batch(size: usize) {
-    let span = tracing::Span::current();
-    rename(&span, "batch".to_owned());
-    span.record("graphql.batch.size", size);
-}
-
-/// Renames a span already started (entered spans are: `otel.name` recorded then is ignored).
-fn rename(span: &tracing::Span, name: String) {
-    span.context().span().update_name(name);
+    let cx = Context::current();
+    let span = cx.span();
+    span.update_name("batch".to_owned());
+    span.set_attribute(KeyValue::new(
+        "graphql.batch.size",
+        i64::try_from(size).unwrap_or(i64::MAX),
+    ));
 }
 
 /// `query Me`, `mutation VerifyCode`, or the bare type for an anonymous operation.
@@ -295,35 +289,35 @@ pub fn operation_label(kind: OperationType, name: Option<&str>) -> String {
     }
 }
 
-/// Names the current span (the request's, or a socket's `subscribe`) after the operation the
-/// request runs. Only the operation's type and name: never the document or its variables.
+/// Names the current exported span (the request's, or a socket's `subscribe`) after the
+/// operation the request runs. Only the operation's type and name: never the document or its
+/// variables.
 pub fn name_operation(document: &ExecutableDocument, operation_name: Option<&str>) {
     let Some(operation) = crate::graphql::selected_operation(document, operation_name) else {
         return;
     };
     // The name in the document; `operationName` only picks among several.
     let name = match &document.operations {
-        async_graphql::parser::types::DocumentOperations::Single(_) => None,
-        async_graphql::parser::types::DocumentOperations::Multiple(operations) => operations
+        DocumentOperations::Single(_) => None,
+        DocumentOperations::Multiple(operations) => operations
             .iter()
             .find(|(_, op)| std::ptr::eq(*op, operation))
             .map(|(name, _)| name.as_str()),
     };
     let label = operation_label(operation.node.ty, name);
-    let span = tracing::Span::current();
+    let cx = Context::current();
+    let span = cx.span();
     match label.split_once(' ') {
         Some((kind, name)) => {
-            span.record("graphql.operation.type", kind);
-            span.record("graphql.operation.name", name);
+            span.set_attribute(KeyValue::new("graphql.operation.type", kind.to_owned()));
+            span.set_attribute(KeyValue::new("graphql.operation.name", name.to_owned()));
         }
-        None => {
-            span.record("graphql.operation.type", label.as_str());
-        }
+        None => span.set_attribute(KeyValue::new("graphql.operation.type", label.clone())),
     }
-    rename(&span, label);
+    span.update_name(label);
 }
 
-/// Records the distinct `extensions.code`s of a response's errors on the current span.
+/// Records the distinct `extensions.code`s of a response's errors on the current exported span.
 pub fn record_error_codes<'a>(codes: impl IntoIterator<Item = &'a str>) {
     let mut seen: Vec<&str> = Vec::new();
     for code in codes {
@@ -332,7 +326,9 @@ pub fn record_error_codes<'a>(codes: impl IntoIterator<Item = &'a str>) {
         }
     }
     if !seen.is_empty() {
-        tracing::Span::current().record("graphql.error.codes", seen.join(",").as_str());
+        Context::current()
+            .span()
+            .set_attribute(KeyValue::new("graphql.error.codes", seen.join(",")));
     }
 }
 

@@ -92,6 +92,11 @@ where
             meta.is_span() && meta.target() == crate::otel::TARGET
         }));
     let registry = tracing_subscriber::registry().with(otel);
+    // The exported spans wrap the log spans: the log lines stay as they are without traces.
+    let mut filter = filter;
+    if let Ok(hide) = format!("{}=off", crate::otel::TARGET).parse() {
+        filter = filter.add_directive(hide);
+    }
     if json {
         Box::new(
             registry.with(

@@ -437,6 +437,14 @@ async fn requests_are_traced_over_otlp_with_sql_spans_and_no_secrets() {
     let (status, stderr) = running.stop().await;
     assert!(status.success(), "exit status {status:?}:\n{stderr}");
     drop_database(&database_url).await;
+    // The log lines are those of a server without traces: the request's log span, as ever.
+    assert!(
+        stderr.contains(&format!(
+            "request{{request_id={request_id} method=POST path=/graphql}}"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("otel."), "{stderr}");
 
     let spans = received.spans();
     assert!(
