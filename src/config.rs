@@ -1181,7 +1181,9 @@ mod tests {
             "https://user:hunter2hunter2@otlp.example.com",
         )])
         .expect("on");
-        assert!(!format!("{settings:?}").contains("hunter2"));
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("user:***@otlp.example.com"), "{printed}");
     }
 
     #[test]

@@ -31,7 +31,7 @@ use axum::http::{HeaderMap, StatusCode};
 use opentelemetry::{
     Context, KeyValue,
     context::FutureExt as _,
-    propagation::{Extractor, TextMapPropagator},
+    propagation::TextMapPropagator,
     trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _},
 };
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
@@ -181,19 +181,6 @@ impl opentelemetry_http::HttpClient for Client {
     }
 }
 
-/// A header map as the propagator reads it.
-struct Headers<'a>(&'a HeaderMap);
-
-impl Extractor for Headers<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(|k| k.as_str()).collect()
-    }
-}
-
 /// The route of a path, from the router's fixed set (never the raw path: it is the client's
 /// text, and unbounded).
 pub fn route(path: &str) -> &'static str {
@@ -227,7 +214,8 @@ pub fn request_span(
         http.request.method = method,
         http.route = route,
     );
-    let parent = TraceContextPropagator::new().extract(&Headers(headers));
+    let parent =
+        TraceContextPropagator::new().extract(&opentelemetry_http::HeaderExtractor(headers));
     if parent.span().span_context().is_valid() {
         let _ = span.set_parent(parent);
     }

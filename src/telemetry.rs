@@ -92,7 +92,8 @@ where
             meta.is_span() && meta.target() == crate::otel::TARGET
         }));
     let registry = tracing_subscriber::registry().with(otel);
-    // The exported spans wrap the log spans: the log lines stay as they are without traces.
+    // The log layer skips the exported spans (it would only store their fields): log lines
+    // show the request's log span, as without traces.
     let mut filter = filter;
     if let Ok(hide) = format!("{}=off", crate::otel::TARGET).parse() {
         filter = filter.add_directive(hide);

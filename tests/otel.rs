@@ -653,18 +653,33 @@ async fn without_an_endpoint_nothing_is_exported() {
     let client = reqwest::Client::new();
     running.ready(&client).await;
     let trace = TraceParent::new();
-    graphql(
+    let requested = graphql(
         &client,
         &running.base,
-        &[("traceparent", trace.header())],
-        json!({ "query": "query Me { me { id } }" }),
+        &[
+            ("traceparent", trace.header()),
+            ("x-request-id", "otel-off-1".to_owned()),
+        ],
+        json!({ "query": "mutation { requestCode(phone: \"+79120000004\") { phone } }" }),
     )
     .await;
+    assert_eq!(requested["data"]["requestCode"]["phone"], "+79120000004");
     let (status, stderr) = running.stop().await;
     drop_database(&database_url).await;
     assert!(status.success(), "{stderr}");
     assert!(received.raw().is_empty(), "exported although off");
     assert!(!stderr.contains("OpenTelemetry"), "{stderr}");
+    // No span of OpenTelemetry's is made: the request's log lines carry its log span alone.
+    assert!(
+        stderr.contains(
+            "INFO request{request_id=otel-off-1 method=POST path=/graphql}:request_code{"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("otel.") && !stderr.contains("http.route"),
+        "{stderr}"
+    );
     let _ = otlp;
 }
 
