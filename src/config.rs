@@ -204,6 +204,33 @@ pub struct WebSocketLimits {
     pub max_connections_per_client: usize,
 }
 
+/// OpenTelemetry traces (`OTEL_*`, docs/observability.md): present when an OTLP endpoint is
+/// set. The SDK reads the other standard variables itself (`OTEL_EXPORTER_OTLP_HEADERS`,
+/// `OTEL_TRACES_SAMPLER`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_BSP_*` …).
+#[derive(Clone)]
+pub struct OtelSettings {
+    /// Where spans are posted (OTLP/HTTP, protobuf): `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as
+    /// given, else `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/traces`.
+    pub traces_endpoint: reqwest::Url,
+    /// `OTEL_SERVICE_NAME`.
+    pub service_name: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, else `OTEL_EXPORTER_OTLP_TIMEOUT` (ms, default 10 s).
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for OtelSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OtelSettings")
+            .field(
+                "traces_endpoint",
+                &redact_url(self.traces_endpoint.as_str()),
+            )
+            .field("service_name", &self.service_name)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
 /// The text of a code SMS (`SMS_TEMPLATE`, `SMS_APP_NAME`, `WEBOTP_DOMAIN`, `ANDROID_APP_HASH`);
 /// `sms::text` renders it.
 #[derive(Clone, Debug)]
@@ -268,6 +295,8 @@ pub struct Config {
     pub reauth_max_age: Duration,
     /// What SIGTERM does and how fast (`SHUTDOWN_*`), and how many GraphQL requests run at once.
     pub lifecycle: Lifecycle,
+    /// `None` unless an OTLP endpoint is set: no traces, nothing of OpenTelemetry runs.
+    pub otel: Option<OtelSettings>,
 }
 
 /// Shutdown and admission (`app::run`, `http::shed`).
@@ -632,6 +661,92 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
     }
 }
 
+/// OpenTelemetry: on when an OTLP endpoint is set, unless `OTEL_SDK_DISABLED=true` or
+/// `OTEL_TRACES_EXPORTER=none`. Only OTLP over HTTP with protobuf is built in.
+impl<F: Fn(&str) -> Option<String>> Reader<F> {
+    fn otel(&self) -> Result<Option<OtelSettings>, ConfigError> {
+        if self.bool("OTEL_SDK_DISABLED", false)? {
+            return Ok(None);
+        }
+        match self
+            .raw("OTEL_TRACES_EXPORTER")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("otlp") => {}
+            Some("none") => return Ok(None),
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "OTEL_TRACES_EXPORTER",
+                    message: format!("only otlp (or none) is built in, got {other:?}"),
+                });
+            }
+        }
+        let endpoint = |name: &'static str, value: String| {
+            reqwest::Url::parse(&value)
+                .ok()
+                .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+                .ok_or_else(|| ConfigError::Invalid {
+                    name,
+                    message: format!(
+                        "expected an http(s) URL such as http://127.0.0.1:4318, got {:?}",
+                        redact_url(&value)
+                    ),
+                })
+        };
+        let traces_endpoint = match (
+            self.raw("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+            self.raw("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        ) {
+            (Some(traces), _) => endpoint("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", traces)?,
+            (None, Some(base)) => {
+                let base = endpoint("OTEL_EXPORTER_OTLP_ENDPOINT", base)?;
+                let mut url = base.clone();
+                url.set_path(&format!("{}/v1/traces", base.path().trim_end_matches('/')));
+                url
+            }
+            (None, None) => return Ok(None),
+        };
+        for name in [
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ] {
+            if let Some(protocol) = self.raw(name) {
+                if protocol != "http/protobuf" {
+                    return Err(ConfigError::Invalid {
+                        name: if name.contains("TRACES") {
+                            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+                        } else {
+                            "OTEL_EXPORTER_OTLP_PROTOCOL"
+                        },
+                        message: format!(
+                            "only http/protobuf is built in (port 4318 of a collector), got {protocol:?}"
+                        ),
+                    });
+                }
+                break;
+            }
+        }
+        let timeout_name = if self.raw("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT").is_some() {
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"
+        } else {
+            "OTEL_EXPORTER_OTLP_TIMEOUT"
+        };
+        let timeout_ms: u64 = self.parse(timeout_name, 10_000)?;
+        if timeout_ms == 0 {
+            return Err(ConfigError::Invalid {
+                name: timeout_name,
+                message: "must be at least 1 (milliseconds)".into(),
+            });
+        }
+        Ok(Some(OtelSettings {
+            traces_endpoint,
+            service_name: self.raw("OTEL_SERVICE_NAME"),
+            timeout: Duration::from_millis(timeout_ms),
+        }))
+    }
+}
+
 impl Config {
     /// Reads the process environment (`.env` must already be loaded by the caller).
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -766,6 +881,7 @@ impl Config {
             });
         }
         let database_max_connections: u32 = r.parse("DATABASE_MAX_CONNECTIONS", 10)?;
+        let otel = r.otel()?;
         let config = Config {
             app_env,
             database_url: r
@@ -857,6 +973,7 @@ impl Config {
                     n => n,
                 },
             },
+            otel,
         };
         config.check_production(sms_provider_raw.is_some())?;
         Ok(config)
@@ -965,4 +1082,166 @@ fn random_secret() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(|key| {
+            vars.iter()
+                .find(|(name, _)| *name == key)
+                .map(|(_, value)| (*value).to_owned())
+        })
+    }
+
+    fn otel(vars: &[(&str, &str)]) -> Option<OtelSettings> {
+        with(vars).expect("valid").otel
+    }
+
+    fn refused(vars: &[(&str, &str)]) -> &'static str {
+        match with(vars) {
+            Err(ConfigError::Invalid { name, .. }) => name,
+            other => panic!("{vars:?} accepted: {:?}", other.map(|c| c.otel)),
+        }
+    }
+
+    #[test]
+    fn opentelemetry_is_off_without_an_endpoint() {
+        assert!(otel(&[]).is_none());
+        assert!(
+            otel(&[
+                ("OTEL_SERVICE_NAME", "x"),
+                ("OTEL_EXPORTER_OTLP_HEADERS", "a=b")
+            ])
+            .is_none()
+        );
+        let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318");
+        assert!(otel(&[endpoint, ("OTEL_SDK_DISABLED", "true")]).is_none());
+        assert!(otel(&[endpoint, ("OTEL_TRACES_EXPORTER", "none")]).is_none());
+        assert!(otel(&[endpoint, ("OTEL_SDK_DISABLED", "false")]).is_some());
+        assert!(otel(&[endpoint, ("OTEL_TRACES_EXPORTER", "otlp")]).is_some());
+    }
+
+    #[test]
+    fn the_traces_endpoint_follows_the_otlp_rules() {
+        let endpoint =
+            |vars: &[(&str, &str)]| otel(vars).expect("on").traces_endpoint.as_str().to_owned();
+        assert_eq!(
+            endpoint(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")]),
+            "http://collector:4318/v1/traces"
+        );
+        assert_eq!(
+            endpoint(&[(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "https://otlp.example.com/base/"
+            )]),
+            "https://otlp.example.com/base/v1/traces"
+        );
+        // The signal's own variable is used as given, and wins.
+        assert_eq!(
+            endpoint(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://wrong:4318"),
+                (
+                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                    "http://right:4318/custom"
+                ),
+            ]),
+            "http://right:4318/custom"
+        );
+        assert_eq!(
+            refused(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")]),
+            "OTEL_EXPORTER_OTLP_ENDPOINT"
+        );
+        assert_eq!(
+            refused(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://collector/")]),
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+        );
+    }
+
+    #[test]
+    fn only_otlp_over_http_protobuf_is_accepted() {
+        let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318");
+        assert!(otel(&[endpoint, ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")]).is_some());
+        assert_eq!(
+            refused(&[endpoint, ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]),
+            "OTEL_EXPORTER_OTLP_PROTOCOL"
+        );
+        assert_eq!(
+            refused(&[
+                endpoint,
+                ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json")
+            ]),
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+        );
+        // The signal's variable wins over the general one.
+        assert!(
+            otel(&[
+                endpoint,
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
+            ])
+            .is_some()
+        );
+        assert_eq!(
+            refused(&[endpoint, ("OTEL_TRACES_EXPORTER", "zipkin")]),
+            "OTEL_TRACES_EXPORTER"
+        );
+    }
+
+    #[test]
+    fn timeout_and_service_name_are_read() {
+        let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318");
+        let settings = otel(&[endpoint]).expect("on");
+        assert_eq!(settings.timeout, Duration::from_secs(10));
+        assert_eq!(settings.service_name, None);
+        let settings = otel(&[
+            endpoint,
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+            ("OTEL_SERVICE_NAME", "auth-eu"),
+        ])
+        .expect("on");
+        assert_eq!(settings.timeout, Duration::from_millis(2500));
+        assert_eq!(settings.service_name.as_deref(), Some("auth-eu"));
+        let settings = otel(&[
+            endpoint,
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "700"),
+        ])
+        .expect("on");
+        assert_eq!(settings.timeout, Duration::from_millis(700));
+        assert_eq!(
+            refused(&[endpoint, ("OTEL_EXPORTER_OTLP_TIMEOUT", "0")]),
+            "OTEL_EXPORTER_OTLP_TIMEOUT"
+        );
+        assert_eq!(
+            refused(&[endpoint, ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "soon")]),
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"
+        );
+    }
+
+    #[test]
+    fn the_endpoint_password_is_not_printed() {
+        let settings = otel(&[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "https://user:hunter2hunter2@otlp.example.com",
+        )])
+        .expect("on");
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("user:***@otlp.example.com"), "{printed}");
+    }
+
+    #[test]
+    fn production_accepts_an_endpoint() {
+        let config = with(&[
+            ("APP_ENV", "production"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef-prod"),
+            ("SMS_PROVIDER", "console"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+        ])
+        .expect("valid in production");
+        assert!(config.otel.is_some());
+    }
 }

@@ -12,6 +12,7 @@ pub mod gate;
 pub mod graphql;
 pub mod http;
 pub mod metrics;
+pub mod otel;
 pub mod revocations;
 pub mod services;
 pub mod sms;

@@ -5,11 +5,16 @@
 //! The database layers are capped at `info` whatever `RUST_LOG` says: SeaORM's debug spans
 //! record every statement with its bound values, which include full phone numbers. Set
 //! `LOG_SQL=true` to lift the cap while debugging a development database.
+//!
+//! With OpenTelemetry on (`crate::otel`), a second layer exports the spans of `otel::TARGET`
+//! and nothing else, whatever `RUST_LOG` says; the log filter then applies to the log layer
+//! alone.
 
 use std::io::IsTerminal;
 
+use opentelemetry_sdk::trace::SdkTracer;
 use tracing::Subscriber;
-use tracing_subscriber::{EnvFilter, fmt::MakeWriter, prelude::*};
+use tracing_subscriber::{EnvFilter, filter::filter_fn, fmt::MakeWriter, prelude::*};
 
 const SQL_CAPS: &[&str] = &["sea_orm=info", "sea_orm_migration=info", "sqlx=info"];
 
@@ -65,19 +70,71 @@ where
     }
 }
 
-/// Installs the process-wide subscriber (stderr), from `RUST_LOG`, `LOG_FORMAT` and `LOG_SQL`.
-pub fn init() {
+/// [`subscriber`] plus the OpenTelemetry layer writing to `tracer`. It sees only the spans of
+/// `otel::TARGET`: no events, no other span (the services' spans carry masked phones).
+pub fn subscriber_with_otel<W>(
+    filter: EnvFilter,
+    json: bool,
+    colour: bool,
+    writer: W,
+    tracer: SdkTracer,
+) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_location(false)
+        .with_threads(false)
+        .with_target(false)
+        .with_tracked_inactivity(false)
+        .with_filter(filter_fn(|meta| {
+            meta.is_span() && meta.target() == crate::otel::TARGET
+        }));
+    let registry = tracing_subscriber::registry().with(otel);
+    // The log layer skips the exported spans (it would only store their fields): log lines
+    // show the request's log span, as without traces.
+    let mut filter = filter;
+    if let Ok(hide) = format!("{}=off", crate::otel::TARGET).parse() {
+        filter = filter.add_directive(hide);
+    }
+    if json {
+        Box::new(
+            registry.with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_writer(writer)
+                    .with_filter(filter),
+            ),
+        )
+    } else {
+        Box::new(
+            registry.with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(colour)
+                    .with_writer(writer)
+                    .with_filter(filter),
+            ),
+        )
+    }
+}
+
+/// Installs the process-wide subscriber (stderr), from `RUST_LOG`, `LOG_FORMAT` and `LOG_SQL`,
+/// with the OpenTelemetry layer when `exporter` runs.
+pub fn init(exporter: Option<&crate::otel::Exporter>) {
     let rust_log = std::env::var("RUST_LOG").ok();
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let log_sql =
         std::env::var("LOG_SQL").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     let colour = std::io::stderr().is_terminal();
-    let subscriber = subscriber(
-        filter(rust_log.as_deref(), log_sql),
-        json,
-        colour,
-        std::io::stderr,
-    );
+    let filter = filter(rust_log.as_deref(), log_sql);
+    let subscriber = match exporter {
+        Some(exporter) => {
+            subscriber_with_otel(filter, json, colour, std::io::stderr, exporter.tracer())
+        }
+        None => subscriber(filter, json, colour, std::io::stderr),
+    };
     // A second init is harmless: the first subscriber stays.
     let _ = tracing::subscriber::set_global_default(subscriber);
 }

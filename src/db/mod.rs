@@ -87,11 +87,18 @@ pub async fn connect_with(
 
 /// Every statement run through SeaORM increments `db_statements_total` (and failures
 /// `db_statement_errors_total`): the benchmark divides it by requests served.
+/// With OpenTelemetry on, each also becomes a span of the request that ran it (the SQL with its
+/// placeholders, never the bound values).
 fn count_statements(mut db: DatabaseConnection) -> DatabaseConnection {
-    db.set_metric_callback(|info| {
+    let traced = crate::otel::on();
+    let backend = db.get_database_backend();
+    db.set_metric_callback(move |info| {
         metrics::counter!("db_statements_total").increment(1);
         if info.failed {
             metrics::counter!("db_statement_errors_total").increment(1);
+        }
+        if traced {
+            crate::otel::sql_span(backend, &info.statement.sql, info.elapsed, info.failed);
         }
     });
     db

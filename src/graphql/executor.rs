@@ -74,6 +74,11 @@ impl GraphqlExecutor {
             return Err(Box::new(Response::from_errors(vec![error])));
         }
         request.data.insert(Loaders::new(&self.db));
+        // A batch's request span is named `batch`; otherwise the operation names it.
+        let traced = crate::otel::on()
+            && !request
+                .data
+                .contains_key(&std::any::TypeId::of::<crate::otel::Batched>());
         let Some(parsed) = self.documents.parse(request) else {
             return Ok(Admitted {
                 schema: &self.schema,
@@ -84,6 +89,9 @@ impl GraphqlExecutor {
         };
         let operation_name = request.operation_name.as_deref();
         let document = &*parsed.document;
+        if traced {
+            crate::otel::name_operation(document, operation_name);
+        }
         if let Err(error) = sensitive_fields::check(document) {
             return Err(Box::new(Response::from_errors(vec![error])));
         }

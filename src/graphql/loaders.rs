@@ -106,7 +106,7 @@ impl Loaders {
             let loader = InviteesLoader {
                 db: self.db.clone(),
             };
-            DataLoader::with_cache(loader, tokio::spawn, HashMapCache::default())
+            DataLoader::with_cache(loader, crate::otel::spawn, HashMapCache::default())
         })
     }
 
@@ -115,7 +115,7 @@ impl Loaders {
             let loader = InviteCountLoader {
                 db: self.db.clone(),
             };
-            DataLoader::with_cache(loader, tokio::spawn, HashMapCache::default())
+            DataLoader::with_cache(loader, crate::otel::spawn, HashMapCache::default())
         })
     }
 }

@@ -126,6 +126,9 @@ pub(super) fn request_error(
     message: &str,
     request_id: &str,
 ) -> Response {
+    if crate::otel::on() {
+        crate::otel::record_error_codes([code::BAD_USER_INPUT]);
+    }
     let body = serde_json::json!({
         "errors": [{
             "message": message,
@@ -145,6 +148,9 @@ pub(super) fn request_error(
 /// transaction.
 fn timed_out(media: MediaType, request_id: &str) -> Response {
     tracing::warn!(request_id, "request timed out");
+    if crate::otel::on() {
+        crate::otel::record_error_codes([code::INTERNAL_SERVER_ERROR]);
+    }
     let body = serde_json::json!({
         "errors": [{
             "message": "The request took too long.",
@@ -341,6 +347,11 @@ pub async fn post(State(state): State<HttpState>, req: axum::extract::Request) -
         |request: Request| with_request_data(request, &state, &parts.headers, ip, &request_id);
     let batch = match batch {
         BatchRequest::Single(request) => BatchRequest::Single(with_data(request)),
+        BatchRequest::Batch(requests) if crate::otel::on() => {
+            crate::otel::name_batch(requests.len());
+            let marked = |request: Request| with_data(request).data(crate::otel::Batched);
+            BatchRequest::Batch(requests.into_iter().map(marked).collect())
+        }
         BatchRequest::Batch(requests) => {
             BatchRequest::Batch(requests.into_iter().map(with_data).collect())
         }
@@ -471,6 +482,9 @@ fn respond(mut response: BatchResponse, media: MediaType, request_id: &str) -> R
             annotate(error, request_id);
         }
     }
+    if crate::otel::on() {
+        record_error_codes(&mut response);
+    }
     let (status, body) = match &response {
         BatchResponse::Single(single) => {
             let refused = is_request_error(single) && media == MediaType::GraphqlResponseJson;
@@ -502,6 +516,19 @@ fn respond(mut response: BatchResponse, media: MediaType, request_id: &str) -> R
             )
         }
     }
+}
+
+/// The `extensions.code`s of the response's errors, on the request span.
+fn record_error_codes(response: &mut BatchResponse) {
+    let responses = batch_iter_mut(response);
+    let codes = responses
+        .iter()
+        .flat_map(|single| single.errors.iter())
+        .filter_map(|error| match error.extensions.as_ref()?.get("code")? {
+            async_graphql::Value::String(code) => Some(code.as_str()),
+            _ => None,
+        });
+    crate::otel::record_error_codes(codes);
 }
 
 fn batch_iter_mut(response: &mut BatchResponse) -> Vec<&mut async_graphql::Response> {

@@ -26,7 +26,21 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
-    let mut response = next.run(req).instrument(span).await;
+    let mut response = if crate::otel::on() {
+        // The exported span around the log span: the client's trace continued, renamed by the
+        // operation later.
+        let traced =
+            crate::otel::request_span(&id, req.method().as_str(), req.uri().path(), req.headers());
+        let response = next
+            .run(req)
+            .instrument(span)
+            .instrument(traced.clone())
+            .await;
+        crate::otel::record_status(&traced, response.status());
+        response
+    } else {
+        next.run(req).instrument(span).await
+    };
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, value);
     }

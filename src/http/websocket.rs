@@ -174,6 +174,8 @@ pub async fn upgrade(
         .map(str::to_owned);
     let max = state.app.config.graphql.max_body_bytes;
     let span = tracing::info_span!("socket", request_id = %rid);
+    // With OpenTelemetry on, the socket's operations join the upgrade request's trace.
+    let trace = crate::otel::on().then(crate::otel::current_context);
     upgrade
         .protocols([PROTOCOL])
         .max_frame_size(max)
@@ -186,7 +188,13 @@ pub async fn upgrade(
                 user_agent: UserAgent(user_agent),
                 _slot: slot,
             };
-            connection.run(socket).instrument(span)
+            let run = connection.run(socket).instrument(span);
+            async move {
+                match trace {
+                    Some(cx) => crate::otel::in_context(cx, run).await,
+                    None => run.await,
+                }
+            }
         })
         .into_response()
 }
@@ -389,10 +397,14 @@ impl Connection {
                             }
                             let (handle, registration) = AbortHandle::new_pair();
                             let done = id.clone();
-                            let events = self
-                                .state
-                                .executor
-                                .execute_stream(*request, Some(data.clone()))
+                            // Its span covers the admission (named by the executor).
+                            let span = if crate::otel::on() {
+                                crate::otel::subscribe_span(&self.request_id.0)
+                            } else {
+                                tracing::Span::none()
+                            };
+                            let events = span
+                                .in_scope(|| self.state.executor.execute_stream(*request, Some(data.clone())))
                                 .map({
                                     let id = id.clone();
                                     move |response| Event::Next(id.clone(), Box::new(response))
