@@ -25,6 +25,9 @@ pub enum Viewer {
     User(AccessToken),
     /// A token was sent but it is malformed, forged, expired or revoked.
     Invalid,
+    /// A good token this instance cannot check for revocation right now (its revocation feed
+    /// is down): refused as the server's fault, not the token's (`tokens::Liveness::Unknown`).
+    Unverifiable,
 }
 
 impl Viewer {
@@ -40,6 +43,7 @@ impl Viewer {
         match token {
             Some(token) if !token.is_empty() => match tokens::decode_access_token(state, token) {
                 Ok(access) => Self::User(access),
+                Err(AppError::Internal(_)) => Self::Unverifiable,
                 Err(_) => Self::Invalid,
             },
             _ => Self::Invalid,
@@ -60,6 +64,9 @@ impl Viewer {
             Self::Invalid => Err(AppError::Unauthenticated(
                 "The access token is malformed, expired or revoked.",
             )),
+            Self::Unverifiable => Err(AppError::internal(anyhow::anyhow!(
+                "the revocation feed is down: access tokens are refused until it is back"
+            ))),
         }
     }
 }

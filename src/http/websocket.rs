@@ -53,6 +53,7 @@ use crate::{
         selected_operation,
         viewer::{ClientIp, UserAgent, Viewer},
     },
+    services::tokens::Liveness,
 };
 
 /// The only subprotocol spoken (`Sec-WebSocket-Protocol`).
@@ -70,6 +71,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// graphql-transport-ws close codes (and the standard 1009 "message too big").
 mod close {
     pub const TOO_BIG: u16 = 1009;
+    pub const TRY_AGAIN_LATER: u16 = 1013;
     pub const INVALID_MESSAGE: u16 = 4400;
     pub const UNAUTHORIZED: u16 = 4401;
     pub const INIT_TIMEOUT: u16 = 4408;
@@ -352,8 +354,15 @@ impl Connection {
                 // check interval of it.
                 _ = check.tick() => {
                     if let Viewer::User(access) = viewer {
-                        if !access.is_live_without_leeway(app) {
-                            return Err(Close(close::UNAUTHORIZED, "The access token expired or its sign-in was revoked"));
+                        match access.liveness(app, 0) {
+                            Liveness::Live => {}
+                            Liveness::Ended => {
+                                return Err(Close(close::UNAUTHORIZED, "The access token expired or its sign-in was revoked"));
+                            }
+                            // Not 4401: graphql-ws clients treat that as final; 1013 they retry.
+                            Liveness::Unknown => {
+                                return Err(Close(close::TRY_AGAIN_LATER, "The server cannot check credentials now; reconnect"));
+                            }
                         }
                     }
                 }

@@ -72,19 +72,45 @@ pub struct AccessToken {
 }
 
 impl AccessToken {
-    /// Still good now: not expired (with the usual leeway) and its sign-in not revoked (or
-    /// this instance cannot tell). Memory only; a socket asks this again every few hundred ms.
-    pub fn is_live(&self, state: &AppState) -> bool {
-        self.expires_at + LEEWAY_SECS > state.clock.now().timestamp()
-            && !state.revocations.is_revoked(&self.session_id)
+    /// Whether the token may be used now. `leeway` is added to `exp`: [`LEEWAY_SECS`] for
+    /// requests (other clocks), 0 for a socket this server holds open (it must close within a
+    /// second of the token's expiry).
+    pub fn liveness(&self, state: &AppState, leeway: i64) -> Liveness {
+        if self.expires_at + leeway <= state.clock.now().timestamp() {
+            Liveness::Ended
+        } else if !state.revocations.is_live() {
+            Liveness::Unknown
+        } else if state.revocations.is_revoked(&self.session_id) {
+            Liveness::Ended
+        } else {
+            Liveness::Live
+        }
     }
+}
 
-    /// As [`is_live`](Self::is_live) but without the leeway on `exp`, for checks on a
-    /// connection this server holds open (a socket): the leeway is for other clocks, and a
-    /// socket must close within a second of its token's expiry.
-    pub fn is_live_without_leeway(&self, state: &AppState) -> bool {
-        self.expires_at > state.clock.now().timestamp()
-            && !state.revocations.is_revoked(&self.session_id)
+/// What [`AccessToken::liveness`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    Live,
+    /// Expired, or its sign-in was revoked: UNAUTHENTICATED, the client signs in again.
+    Ended,
+    /// This instance cannot tell: its revocation feed is down (database unreachable, a stalled
+    /// listener). Refused all the same (fail closed), but as the server's fault
+    /// (INTERNAL_SERVER_ERROR), so an app retries instead of signing its user out over an
+    /// outage of ours.
+    Unknown,
+}
+
+impl Liveness {
+    /// The token, or the refusal a request gets.
+    fn admit(self, access: AccessToken) -> AppResult<AccessToken> {
+        match self {
+            Self::Live => Ok(access),
+            Self::Ended => Err(unauthenticated()),
+            Self::Unknown => Err(AppError::internal(anyhow::anyhow!(
+                "the revocation feed is down: access tokens are refused until it is back"
+            ))),
+        }
     }
 }
 
@@ -189,16 +215,10 @@ pub fn encode_access_token(
 /// found in [`VerifiedTokens`]; its expiry and revocation are checked again all the same.
 pub fn decode_access_token(state: &AppState, token: &str) -> AppResult<AccessToken> {
     if let Some(access) = state.keys.verified.get(token) {
-        return if access.is_live(state) {
-            Ok(access)
-        } else {
-            Err(unauthenticated())
-        };
+        return access.liveness(state, LEEWAY_SECS).admit(access);
     }
     let access = verify_access_token(state, token)?;
-    if !access.is_live(state) {
-        return Err(unauthenticated());
-    }
+    let access = access.liveness(state, LEEWAY_SECS).admit(access)?;
     state.keys.verified.keep(token, access);
     Ok(access)
 }
