@@ -15,7 +15,7 @@ use axum::{
 use http_body_util::BodyExt;
 use serde_json::{Map, Value as Json};
 
-use super::{HttpState, RequestId, graphiql, websocket};
+use super::{HttpState, RequestId, graphiql, shed, websocket};
 use crate::{
     error::{AppError, code},
     graphql::{
@@ -295,6 +295,9 @@ pub async fn post(State(state): State<HttpState>, req: axum::extract::Request) -
     let request_id = request_id_of(&parts);
     let rid = request_id.0.as_str();
     let media = MediaType::negotiate(&parts.headers);
+    let Some(_admitted) = shed::admit(&state) else {
+        return shed::response(rid, media);
+    };
 
     if !is_json_body(&parts.headers) {
         return request_error(
@@ -369,6 +372,9 @@ pub async fn get(State(state): State<HttpState>, req: axum::extract::Request) ->
     let request_id = request_id_of(&parts);
     let rid = request_id.0.as_str();
     let media = MediaType::negotiate(&parts.headers);
+    let Some(_admitted) = shed::admit(&state) else {
+        return shed::response(rid, media);
+    };
 
     // A WebSocket upgrade is a subscription connection.
     if parts.headers.get(header::UPGRADE).is_some() {

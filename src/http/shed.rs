@@ -4,37 +4,30 @@
 //! and `/metrics` are not behind it: a balancer and a scraper still see a full server.
 
 use axum::{
-    extract::{Request, State},
     http::{HeaderValue, StatusCode, header},
-    middleware::Next,
     response::Response,
 };
 
 use super::{
-    HttpState, RequestId,
+    HttpState,
     graphql::{MediaType, json_response},
 };
-use crate::error::code;
+use crate::{error::code, gate::Admitted};
 
 /// Seconds a shed client is told to wait: a full server usually has room again within one.
 pub const RETRY_AFTER_SECONDS: u64 = 1;
 
-pub async fn limit(State(state): State<HttpState>, req: Request, next: Next) -> Response {
-    let Some(admitted) = state.app.gate.try_admit() else {
-        return shed(&req);
-    };
-    let response = next.run(req).await;
-    drop(admitted);
-    response
+/// Called first by the `/graphql` handlers (not as a middleware layer: axum's `from_fn` boxes
+/// the request's future and clones the route's service on every request, about 15 allocations
+/// on the hot path that `tests/allocations.rs` counts). The place is held until the handler's
+/// future ends, body reading and execution included; `None` sheds the request.
+pub fn admit(state: &HttpState) -> Option<Admitted> {
+    state.app.gate.try_admit()
 }
 
-fn shed(req: &Request) -> Response {
+/// The answer to a shed request: 503, `Retry-After` and a contract error with its request id.
+pub fn response(request_id: &str, media: MediaType) -> Response {
     metrics::counter!("http_requests_shed_total").increment(1);
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .map(|id| id.0.as_str())
-        .unwrap_or_default();
     tracing::debug!(
         request_id,
         "shed: MAX_CONCURRENT_REQUESTS requests in flight"
@@ -49,11 +42,7 @@ fn shed(req: &Request) -> Response {
             },
         }]
     });
-    let mut response = json_response(
-        StatusCode::SERVICE_UNAVAILABLE,
-        MediaType::negotiate(req.headers()),
-        &body,
-    );
+    let mut response = json_response(StatusCode::SERVICE_UNAVAILABLE, media, &body);
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
