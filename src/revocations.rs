@@ -96,6 +96,12 @@ impl Revocations {
         !self.is_live() || self.read().contains_key(id)
     }
 
+    /// Whether sign-in `id` is in the revoked set, whatever the feed's state (callers that
+    /// tell "revoked" from "cannot tell" ask [`is_live`](Self::is_live) first, once).
+    pub fn is_listed(&self, id: &Uuid) -> bool {
+        self.read().contains_key(id)
+    }
+
     /// Whether the set is loaded and current (`/readyz` and the tests wait for it).
     pub fn is_live(&self) -> bool {
         self.elapsed_ms() < self.live_until.load(Ordering::Acquire)

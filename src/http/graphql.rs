@@ -290,14 +290,22 @@ fn request_id_of(parts: &Parts) -> RequestId {
         .unwrap_or(RequestId(String::new()))
 }
 
+/// How long a POST body may take to arrive: the request's time limit (`REQUEST_TIMEOUT_MS`), at
+/// most a minute (also when that limit is off).
+fn body_timeout(state: &HttpState) -> std::time::Duration {
+    state
+        .app
+        .config
+        .graphql
+        .request_timeout
+        .min(std::time::Duration::from_secs(60))
+}
+
 pub async fn post(State(state): State<HttpState>, req: axum::extract::Request) -> Response {
     let (parts, body) = req.into_parts();
     let request_id = request_id_of(&parts);
     let rid = request_id.0.as_str();
     let media = MediaType::negotiate(&parts.headers);
-    let Some(_admitted) = shed::admit(&state) else {
-        return shed::response(rid, media);
-    };
 
     if !is_json_body(&parts.headers) {
         return request_error(
@@ -308,10 +316,22 @@ pub async fn post(State(state): State<HttpState>, req: axum::extract::Request) -
         );
     }
 
+    // The body must arrive within the request's time limit, and only then does the request
+    // take one of the MAX_CONCURRENT_REQUESTS places: a client trickling bodies in (slowloris)
+    // holds its own connections, not the places every other client needs.
     let limit = state.app.config.graphql.max_body_bytes;
-    let bytes: Bytes = match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
+    let arriving = http_body_util::Limited::new(body, limit).collect();
+    let bytes: Bytes = match tokio::time::timeout(body_timeout(&state), arriving).await {
         Err(_) => {
+            return request_error(
+                StatusCode::REQUEST_TIMEOUT,
+                media,
+                "The request body did not arrive in time.",
+                rid,
+            );
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(_)) => {
             return request_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 media,
@@ -319,6 +339,9 @@ pub async fn post(State(state): State<HttpState>, req: axum::extract::Request) -
                 rid,
             );
         }
+    };
+    let Some(_admitted) = shed::admit(&state) else {
+        return shed::response(rid, media);
     };
     let batch = match parse_body(&bytes) {
         Ok(batch) => batch,

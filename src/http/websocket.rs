@@ -333,6 +333,14 @@ impl Connection {
             .or_else(|| payload.get("authorization"))
             .and_then(Json::as_str);
         let viewer = Viewer::from_authorization(app, authorization);
+        if let Viewer::Unverifiable = viewer {
+            // A good token this instance cannot check now (its revocation feed is down): the
+            // client reconnects later (1013), rather than holding a socket that answers errors.
+            return Err(Close(
+                close::TRY_AGAIN_LATER,
+                "The server cannot check credentials now; reconnect",
+            ));
+        }
         let mut data = Data::default();
         data.insert(viewer);
         data.insert(self.ip);

@@ -80,7 +80,7 @@ impl AccessToken {
             Liveness::Ended
         } else if !state.revocations.is_live() {
             Liveness::Unknown
-        } else if state.revocations.is_revoked(&self.session_id) {
+        } else if state.revocations.is_listed(&self.session_id) {
             Liveness::Ended
         } else {
             Liveness::Live
@@ -118,7 +118,7 @@ impl Liveness {
 /// name. A client sends the same access token with every request for its whole lifetime, and
 /// checking one (base64, HMAC-SHA256, JSON claims) cost about a sixth of a `me` request's CPU;
 /// a second request with the same bytes reads the result here instead. Expiry and revocation
-/// are not cached: [`AccessToken::is_live`] runs for every request, hit or miss. Only tokens
+/// are not cached: [`AccessToken::liveness`] runs for every request, hit or miss. Only tokens
 /// that passed every check are kept (a forged or malformed one is checked in full each time),
 /// at most [`VerifiedTokens::MAX_ENTRIES`] of at most [`VerifiedTokens::MAX_TOKEN_BYTES`] each;
 /// when full it starts over. The map's hasher is keyed randomly per process.

@@ -11,8 +11,8 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::helpers::*;
 
-/// A POST to /graphql whose body is still arriving: the handler holds its place among the
-/// requests in flight until the sender sends the rest and is dropped.
+/// A POST to /graphql whose body is still arriving until the sender sends the rest and is
+/// dropped.
 fn held_request(
     app: &TestApp,
 ) -> (
@@ -63,8 +63,10 @@ const ME_QUERY: &str = r#"{"query":"{ __typename }"}"#;
 #[tokio::test]
 async fn a_full_server_sheds_graphql_with_503_retry_after_and_a_contract_error() {
     let app = TestApp::with_env(&[("MAX_CONCURRENT_REQUESTS", "2")]).await;
-    let (first, first_done) = held_request(&app);
-    let (second, second_done) = held_request(&app);
+    // Two requests in flight (their places taken as a request takes them).
+    let held: Vec<_> = (0..2)
+        .map(|_| app.state.gate.try_admit().expect("a free place"))
+        .collect();
     until_in_flight(&app, 2).await;
 
     // The third is refused at once, with the contract's shape and the request id.
@@ -114,17 +116,8 @@ async fn a_full_server_sheds_graphql_with_503_retry_after_and_a_contract_error()
         "the shed counter is exported"
     );
 
-    // The held requests finish normally, and their places come back.
-    for tx in [first, second] {
-        tx.send(Ok(ME_QUERY.as_bytes().to_vec()))
-            .await
-            .expect("send");
-    }
-    for done in [first_done, second_done] {
-        let response = done.await.expect("held request");
-        assert_eq!(response.status, 200, "{:?}", response.body);
-        assert_eq!(response.body["data"]["__typename"], "Query");
-    }
+    // The requests in flight finish, and their places come back.
+    drop(held);
     until_in_flight(&app, 0).await;
     let after = app.gql("{ __typename }", json!({})).await;
     assert_eq!(after["data"]["__typename"], "Query", "{after}");
@@ -135,34 +128,70 @@ async fn a_full_server_sheds_graphql_with_503_retry_after_and_a_contract_error()
 #[tokio::test]
 async fn requests_under_the_limit_are_served() {
     let app = TestApp::with_env(&[("MAX_CONCURRENT_REQUESTS", "2")]).await;
-    let (held, held_done) = held_request(&app);
+    let held = app.state.gate.try_admit().expect("a free place");
     until_in_flight(&app, 1).await;
     for _ in 0..5 {
         let body = app.gql("{ __typename }", json!({})).await;
         assert_eq!(body["data"]["__typename"], "Query", "{body}");
     }
-    held.send(Ok(ME_QUERY.as_bytes().to_vec()))
+    until_in_flight(&app, 1).await;
+    drop(held);
+    until_in_flight(&app, 0).await;
+}
+
+/// A body still arriving takes no place (a client trickling bodies in cannot shut everyone
+/// else out), and one that does not arrive within REQUEST_TIMEOUT_MS is answered 408.
+#[tokio::test]
+async fn a_body_still_arriving_takes_no_place_and_times_out() {
+    let app = TestApp::with_env(&[
+        ("MAX_CONCURRENT_REQUESTS", "1"),
+        ("REQUEST_TIMEOUT_MS", "1500"),
+    ])
+    .await;
+    let (first, first_done) = held_request(&app);
+    let (second, second_done) = held_request(&app);
+    first.send(Ok(b"{\"query\":".to_vec())).await.expect("send");
+    second
+        .send(Ok(b"{\"query\":".to_vec()))
         .await
         .expect("send");
-    drop(held);
-    assert_eq!(held_done.await.expect("held").status, 200);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        app.state.gate.in_flight(),
+        0,
+        "a trickling body holds a place"
+    );
+    // The one place is free for a whole request meanwhile.
+    let body = app.gql("{ __typename }", json!({})).await;
+    assert_eq!(body["data"]["__typename"], "Query", "{body}");
+
+    // The first completes its body and is served; the second never does.
+    first
+        .send(Ok(br#""{ __typename }"}"#.to_vec()))
+        .await
+        .expect("send");
+    drop(first);
+    let served = first_done.await.expect("first");
+    assert_eq!(served.status, 200, "{:?}", served.body);
+    assert_eq!(served.body["data"]["__typename"], "Query");
+    let started = Instant::now();
+    let timed_out = second_done.await.expect("second");
+    assert_eq!(timed_out.status, 408, "{:?}", timed_out.body);
+    assert_code(&timed_out.body, "BAD_USER_INPUT");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    drop(second);
 }
 
 /// `MAX_CONCURRENT_REQUESTS=0` turns the limit off.
 #[tokio::test]
 async fn a_limit_of_zero_sheds_nothing() {
     let app = TestApp::with_env(&[("MAX_CONCURRENT_REQUESTS", "0")]).await;
-    let held: Vec<_> = (0..3).map(|_| held_request(&app)).collect();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let held: Vec<_> = (0..1000)
+        .map(|_| app.state.gate.try_admit().expect("no limit"))
+        .collect();
     let body = app.gql("{ __typename }", json!({})).await;
     assert_eq!(body["data"]["__typename"], "Query", "{body}");
-    for (tx, done) in held {
-        tx.send(Ok(ME_QUERY.as_bytes().to_vec()))
-            .await
-            .expect("send");
-        drop(tx);
-        assert_eq!(done.await.expect("held").status, 200);
-    }
+    drop(held);
 }
 
 #[tokio::test]
