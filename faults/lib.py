@@ -829,6 +829,18 @@ def write_result(name: str, result: dict) -> Path:
     return path
 
 
+def source_commit() -> str:
+    """The commit the results were measured on (with "+changes" when the tree is not clean)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                              capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               text=True, capture_output=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
+
+
 def machine() -> dict:
     try:
         model = next((l.split(":", 1)[1].strip() for l in

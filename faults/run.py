@@ -984,6 +984,7 @@ def main() -> int:
             checks = result.pop("checks")
             out = {"scenario": name, "passed": checks.passed,
                    "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                   "commit": source_commit(),
                    "seconds": round(time.monotonic() - started, 1), "machine": machine(),
                    "checks": checks.items, **result}
             path = write_result(name, out)
