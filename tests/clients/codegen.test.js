@@ -1,5 +1,5 @@
 // The README's example operations as a codegen pipeline sees them: operations.graphql must hold
-// exactly the walk-through's operations followed by those of docs/app-features.md, @graphql-codegen (typescript + typescript-operations)
+// exactly the walk-through's operations (README, then docs/walkthrough.md) followed by those of docs/app-features.md, @graphql-codegen (typescript + typescript-operations)
 // must type them from schema.graphql, and `tsc --strict` must accept typed-operations.ts, which
 // uses those types. (No server needed: the schema file is the contract; a Rust test keeps the
 // running server's SDL equal to it.)
@@ -14,16 +14,20 @@ import { parse, print } from "graphql";
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..", "..");
 
-/** The ```graphql blocks of the README's walk-through section, in order. */
-function readmeOperations() {
+/** The ```graphql blocks of the walk-through, in order: the README's section (its first steps),
+ * then docs/walkthrough.md (the rest). */
+function walkthroughOperations() {
   const readme = readFileSync(join(root, "README.md"), "utf8");
   const start = readme.indexOf("## A walk-through");
   assert.ok(start >= 0, "README.md has a walk-through section");
   const end = readme.indexOf("\n## ", start + 1);
   const section = readme.slice(start, end < 0 ? undefined : end);
-  const blocks = graphqlBlocks(section);
-  assert.ok(blocks.length > 0, "the walk-through has GraphQL examples");
-  return blocks.flatMap((block) => parse(block).definitions.map((d) => print(d)));
+  const continued = readFileSync(join(root, "docs", "walkthrough.md"), "utf8");
+  const first = graphqlBlocks(section);
+  const rest = graphqlBlocks(continued);
+  assert.ok(first.length > 0, "the README's walk-through has GraphQL examples");
+  assert.ok(rest.length > 0, "docs/walkthrough.md has GraphQL examples");
+  return [...first, ...rest].flatMap((block) => parse(block).definitions.map((d) => print(d)));
 }
 
 /** Every ```graphql block of `markdown`, in order. */
@@ -52,7 +56,7 @@ test("operations.graphql holds the README walk-through's and docs/app-features.m
   const file = readFileSync(join(here, "operations.graphql"), "utf8");
   const operations = parse(file).definitions.map((d) => print(d));
   // Compared as printed ASTs: comments and layout may differ, the operations may not.
-  assert.deepEqual(operations, [...readmeOperations(), ...appFeaturesOperations()]);
+  assert.deepEqual(operations, [...walkthroughOperations(), ...appFeaturesOperations()]);
 });
 
 test("codegen types the README's operations and tsc --strict accepts code using them", () => {
