@@ -11,6 +11,7 @@ pub mod events;
 pub mod gate;
 pub mod graphql;
 pub mod http;
+pub mod keys;
 pub mod metrics;
 pub mod otel;
 pub mod revocations;

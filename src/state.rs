@@ -8,8 +8,8 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::Notify;
 
 use crate::{
-    clock::Clock, config::Config, events::InviteEvents, gate::Gate, revocations::Revocations,
-    services::keys::Keys, sms::SmsSender,
+    clock::Clock, config::Config, events::InviteEvents, gate::Gate, keys::Keys,
+    revocations::Revocations, sms::SmsSender,
 };
 
 #[derive(Clone)]

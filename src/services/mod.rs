@@ -4,7 +4,6 @@
 
 pub mod account;
 pub mod invites;
-pub mod keys;
 pub mod limits;
 pub mod otp;
 pub mod outbox;

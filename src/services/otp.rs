@@ -15,8 +15,8 @@ use crate::{
     db::entities::otp_codes::{self, Column},
     domain::{otp_code::OtpCode, phone::Phone},
     error::{AppError, AppResult},
+    keys::constant_time_eq,
     services::{
-        keys::constant_time_eq,
         limits, outbox,
         pumping::{self, Breakers},
         seconds_until,
