@@ -14,6 +14,7 @@ pub mod http;
 pub mod keys;
 pub mod metrics;
 pub mod otel;
+pub mod outbox;
 pub mod revocations;
 pub mod services;
 pub mod sms;

@@ -6,7 +6,6 @@ pub mod account;
 pub mod invites;
 pub mod limits;
 pub mod otp;
-pub mod outbox;
 pub mod phone_change;
 pub mod pumping;
 pub mod sessions;
