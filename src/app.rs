@@ -13,7 +13,8 @@ use crate::{
     state::AppState,
 };
 
-/// Connects to the database, applies pending migrations and builds the shared state.
+/// Connects to the database, applies pending migrations, builds the shared state and
+/// [`start`]s its feeds.
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let db = db::connect_with(
         &config.database_url,
@@ -33,6 +34,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let sms = sms_sender(&config, clock.clone())?;
     let state = AppState::new(config, db, clock, sms);
+    start(&state);
     // Until then every access token is refused (fail closed); normally a few milliseconds.
     if !state
         .revocations
@@ -60,6 +62,16 @@ pub fn sms_sender(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<
                 .map_err(|e| anyhow::anyhow!("SMS_PROVIDER=twilio: {e}"))?,
         ),
     })
+}
+
+/// Starts what a built state needs running before it serves: the metrics recorder (it must
+/// exist before the first metric is recorded), the invite-event listener and the revocation
+/// feed (access tokens are refused until it is live). The outbox worker and the hourly pruning
+/// are started by [`run`] (tests start a worker when they want one).
+pub fn start(state: &AppState) {
+    crate::metrics::handle();
+    state.invite_events.start(&state.db);
+    state.revocations.start(&state.db);
 }
 
 /// The outbox worker for `state`: its database, sender, clock, keys and outbox settings.

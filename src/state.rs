@@ -1,6 +1,9 @@
 //! What every layer shares: configuration, the database, the clock, the SMS sender, the keys
 //! derived from the secret, the channel that announces invite activations, the revoked
 //! sign-ins and the handle services queue SMS through.
+//!
+//! [`AppState::new`] only builds: nothing runs until `app::start` starts the feeds (and
+//! `app::run` the outbox worker and the pruning), so building a state has no side effects.
 
 use std::sync::Arc;
 
@@ -35,11 +38,9 @@ impl AppState {
         sms: Arc<dyn SmsSender>,
     ) -> Self {
         let keys = Arc::new(Keys::derive(&config.jwt_secret));
-        // The recorder must exist before the first metric is recorded.
-        crate::metrics::handle();
-        let invite_events = InviteEvents::start(&db);
+        let invite_events = InviteEvents::new(&db);
         // Remembered as long as an access token issued before the revocation could live.
-        let revocations = Revocations::start(
+        let revocations = Revocations::new(
             &db,
             clock.clone(),
             config.access_token_ttl + std::time::Duration::from_secs(60),

@@ -257,6 +257,7 @@ impl TestApp {
             Arc::new(sms.clone())
         };
         let state = AppState::new(config, conn, Arc::new(clock.clone()), sender);
+        phone_auth::app::start(&state);
         // Until the revoked sign-ins are loaded every access token is refused (fail closed).
         assert!(
             state
