@@ -35,12 +35,12 @@ impl Outbox {
     }
 
     /// The bell the worker waits on (the worker is built with it).
-    pub fn bell(&self) -> &Wake {
+    pub(super) fn bell(&self) -> &Wake {
         &self.wake
     }
 
     /// The keys messages are sealed with (the worker opens them with the same).
-    pub fn keys(&self) -> &Arc<Keys> {
+    pub(super) fn keys(&self) -> &Arc<Keys> {
         &self.keys
     }
 
