@@ -5,18 +5,16 @@ use std::{net::SocketAddr, sync::Arc};
 use axum::Router;
 use tokio::net::TcpListener;
 
-use tokio::{sync::watch, task::JoinHandle};
-
 use crate::{
     clock::{Clock, SystemClock},
     config::{Config, SmsProviderKind, redact_url},
-    db,
-    services::outbox,
+    db, outbox,
     sms::{ConsoleSender, SmsSender, TwilioSender, WebhookSender},
     state::AppState,
 };
 
-/// Connects to the database, applies pending migrations and builds the shared state.
+/// Connects to the database, applies pending migrations, builds the shared state and
+/// [`start`]s its feeds.
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let db = db::connect_with(
         &config.database_url,
@@ -36,6 +34,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let sms = sms_sender(&config, clock.clone())?;
     let state = AppState::new(config, db, clock, sms);
+    start(&state);
     // Until then every access token is refused (fail closed); normally a few milliseconds.
     if !state
         .revocations
@@ -65,28 +64,25 @@ pub fn sms_sender(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<
     })
 }
 
-/// This instance's SMS outbox worker (see `services::outbox`).
-pub struct OutboxWorker {
-    stop: watch::Sender<bool>,
-    handle: JoinHandle<()>,
+/// Starts what a built state needs running before it serves: the metrics recorder (it must
+/// exist before the first metric is recorded), the invite-event listener and the revocation
+/// feed (access tokens are refused until it is live). The outbox worker and the hourly pruning
+/// are started by [`run`] (tests start a worker when they want one).
+pub fn start(state: &AppState) {
+    crate::metrics::handle();
+    state.invite_events.start(&state.db);
+    state.revocations.start(&state.db);
 }
 
-impl OutboxWorker {
-    /// Starts the worker on the runtime; it runs until [`OutboxWorker::stop`] or until this
-    /// value is dropped.
-    pub fn start(state: AppState) -> Self {
-        let (stop, stopped) = watch::channel(false);
-        let handle = tokio::spawn(outbox::run_worker(state, stopped));
-        Self { stop, handle }
-    }
-
-    /// Lets the worker finish the batch it holds (and one last pass), then waits for it.
-    pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        if let Err(err) = self.handle.await {
-            tracing::error!(error = %err, "the SMS outbox worker panicked");
-        }
-    }
+/// The outbox worker for `state`: its database, sender, clock, keys and outbox settings.
+pub fn outbox_worker(state: &AppState) -> outbox::Worker {
+    outbox::Worker::new(
+        state.db.clone(),
+        state.sms.clone(),
+        state.clock.clone(),
+        &state.outbox,
+        outbox::Settings::from_config(&state.config),
+    )
 }
 
 pub fn build_router(state: AppState) -> Router {
@@ -203,7 +199,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    let worker = OutboxWorker::start(state.clone());
+    let worker = outbox_worker(&state).spawn();
     tracing::info!("{}", crate::http::graphiql_page());
     tracing::info!("phone-auth listening on http://{addr}/ (GraphiQL) and http://{addr}/graphql");
     let lifecycle = state.config.lifecycle.clone();
@@ -227,8 +223,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Deletes rate-limit events no window counts any more, old finished outbox rows and
-/// revocations older than any access token they could refuse, hourly.
+/// Deletes rate-limit events no window counts any more and revocations older than any access
+/// token they could refuse, hourly. (The outbox worker prunes its own finished rows.)
 fn spawn_pruning(state: AppState) {
     tokio::spawn(async move {
         let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
@@ -237,10 +233,6 @@ fn spawn_pruning(state: AppState) {
             match crate::services::limits::prune(&state.db, state.clock.now()).await {
                 Ok(deleted) => tracing::debug!(deleted, "pruned old rate-limit events"),
                 Err(err) => tracing::warn!(error = ?err, "pruning rate-limit events failed"),
-            }
-            match outbox::prune(&state, state.clock.now()).await {
-                Ok(deleted) => tracing::debug!(deleted, "pruned finished SMS outbox rows"),
-                Err(err) => tracing::warn!(error = ?err, "pruning the SMS outbox failed"),
             }
             match state.revocations.prune(&state.db).await {
                 Ok(deleted) => tracing::debug!(deleted, "pruned old revoked sign-ins"),

@@ -4,7 +4,13 @@
 //! and fans it out to its own subscribers, so a user subscribed on instance A hears about an
 //! activation handled by instance B. On SQLite (one process) an in-process channel does.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use sqlx::postgres::PgListener;
@@ -36,23 +42,34 @@ impl InviteActivated {
 pub struct InviteEvents {
     local: broadcast::Sender<InviteActivated>,
     /// On PostgreSQL: whether this instance's listener is connected and listening.
-    listening: Option<watch::Receiver<bool>>,
+    listening: Option<watch::Sender<bool>>,
+    /// Set by the first [`start`](Self::start), so a second one starts no second listener.
+    started: AtomicBool,
 }
 
 impl InviteEvents {
-    /// Starts the PostgreSQL listener when `db` is PostgreSQL (it runs until the process ends).
-    pub fn start(db: &DatabaseConnection) -> Arc<Self> {
+    /// The channel for `db`'s backend; nothing runs until [`start`](Self::start).
+    pub fn new(db: &DatabaseConnection) -> Arc<Self> {
         let (local, _) = broadcast::channel(1024);
         let listening = match db.get_database_backend() {
-            DbBackend::Postgres => {
-                let (ready_tx, ready_rx) = watch::channel(false);
-                let pool = db.get_postgres_connection_pool().clone();
-                tokio::spawn(listen(pool, local.clone(), ready_tx));
-                Some(ready_rx)
-            }
+            DbBackend::Postgres => Some(watch::Sender::new(false)),
             _ => None,
         };
-        Arc::new(Self { local, listening })
+        Arc::new(Self {
+            local,
+            listening,
+            started: AtomicBool::new(false),
+        })
+    }
+
+    /// Starts the PostgreSQL listener when `db` is PostgreSQL (it runs until the process ends);
+    /// nothing to start on SQLite.
+    pub fn start(self: &Arc<Self>, db: &DatabaseConnection) {
+        if self.listening.is_none() || self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let pool = db.get_postgres_connection_pool().clone();
+        tokio::spawn(listen(pool, self.clone()));
     }
 
     /// Announces an activation to every instance.
@@ -80,7 +97,7 @@ impl InviteEvents {
     pub async fn subscribe(&self) -> broadcast::Receiver<InviteActivated> {
         let receiver = self.local.subscribe();
         if let Some(listening) = &self.listening {
-            let mut listening = listening.clone();
+            let mut listening = listening.subscribe();
             let _ =
                 tokio::time::timeout(Duration::from_secs(5), listening.wait_for(|ready| *ready))
                     .await;
@@ -99,11 +116,11 @@ impl InviteEvents {
     }
 }
 
-async fn listen(
-    pool: sqlx::PgPool,
-    local: broadcast::Sender<InviteActivated>,
-    ready: watch::Sender<bool>,
-) {
+async fn listen(pool: sqlx::PgPool, events: Arc<InviteEvents>) {
+    let Some(ready) = &events.listening else {
+        return;
+    };
+    let local = &events.local;
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
             Ok(listener) => listener,
@@ -118,7 +135,7 @@ async fn listen(
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
-        let _ = ready.send(true);
+        ready.send_replace(true);
         // `recv` reconnects by itself after a lost connection (and re-LISTENs).
         loop {
             match listener.recv().await {
@@ -129,7 +146,7 @@ async fn listen(
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "invite listener failed; reconnecting");
-                    let _ = ready.send(false);
+                    ready.send_replace(false);
                     break;
                 }
             }

@@ -65,7 +65,7 @@ fn record_pool(db: &DatabaseConnection) {
 /// Labels are `'static`: no allocation per request, and a bounded label set. A field that
 /// answered `ok` (the common case) uses handles resolved on its first use, so it skips hashing
 /// its labels and looking them up in the registry. (Resolved after `handle()` installed the
-/// recorder: `AppState::new` does that before any request.)
+/// recorder: `app::start` does that before any request.)
 pub fn field_resolved(field: &'static str, outcome: &'static str, seconds: f64) {
     if outcome == "ok" {
         if let Some(index) = ROOT_FIELDS.iter().position(|known| *known == field) {

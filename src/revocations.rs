@@ -25,7 +25,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, RwLock,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -65,29 +65,39 @@ pub struct Revocations {
     retention: TimeDelta,
     clock: Arc<dyn Clock>,
     postgres: bool,
+    /// Set by the first [`start`](Self::start).
+    running: AtomicBool,
 }
 
 impl Revocations {
-    /// Starts loading the set (and, on PostgreSQL, the listener that keeps it current).
-    pub fn start(db: &DatabaseConnection, clock: Arc<dyn Clock>, retention: Duration) -> Arc<Self> {
-        let postgres = db.get_database_backend() == DbBackend::Postgres;
-        let this = Arc::new(Self {
+    /// An empty set, not live (every access token is refused) until [`start`](Self::start)
+    /// has loaded it.
+    pub fn new(db: &DatabaseConnection, clock: Arc<dyn Clock>, retention: Duration) -> Arc<Self> {
+        Arc::new(Self {
             revoked: RwLock::new(HashMap::new()),
             live_until: AtomicU64::new(0),
             started: Instant::now(),
             instance: Uuid::new_v4(),
             retention: TimeDelta::from_std(retention).unwrap_or(TimeDelta::MAX),
             clock,
-            postgres,
-        });
-        if postgres {
-            let pool = db.get_postgres_connection_pool().clone();
-            tokio::spawn(send_heartbeats(pool.clone(), Arc::downgrade(&this)));
-            tokio::spawn(listen(pool, db.clone(), this.clone()));
-        } else {
-            tokio::spawn(load_once(db.clone(), this.clone()));
+            postgres: db.get_database_backend() == DbBackend::Postgres,
+            running: AtomicBool::new(false),
+        })
+    }
+
+    /// Starts loading the set (and, on PostgreSQL, the listener that keeps it current). A
+    /// second call does nothing.
+    pub fn start(self: &Arc<Self>, db: &DatabaseConnection) {
+        if self.running.swap(true, Ordering::AcqRel) {
+            return;
         }
-        this
+        if self.postgres {
+            let pool = db.get_postgres_connection_pool().clone();
+            tokio::spawn(send_heartbeats(pool.clone(), Arc::downgrade(self)));
+            tokio::spawn(listen(pool, db.clone(), self.clone()));
+        } else {
+            tokio::spawn(load_once(db.clone(), self.clone()));
+        }
     }
 
     /// True when tokens of sign-in `id` must be refused: it was revoked, or this instance

@@ -1,15 +1,17 @@
 //! What every layer shares: configuration, the database, the clock, the SMS sender, the keys
-//! derived from the secret, the channel that announces invite activations, and the bell that
-//! wakes the SMS outbox worker.
+//! derived from the secret, the channel that announces invite activations, the revoked
+//! sign-ins and the handle services queue SMS through.
+//!
+//! [`AppState::new`] only builds: nothing runs until `app::start` starts the feeds (and
+//! `app::run` the outbox worker and the pruning), so building a state has no side effects.
 
 use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
-use tokio::sync::Notify;
 
 use crate::{
-    clock::Clock, config::Config, events::InviteEvents, gate::Gate, revocations::Revocations,
-    services::keys::Keys, sms::SmsSender,
+    clock::Clock, config::Config, events::InviteEvents, gate::Gate, keys::Keys, outbox::Outbox,
+    revocations::Revocations, sms::SmsSender,
 };
 
 #[derive(Clone)]
@@ -22,9 +24,8 @@ pub struct AppState {
     pub invite_events: Arc<InviteEvents>,
     /// Sign-ins revoked recently, on every instance (checked with every access token).
     pub revocations: Arc<Revocations>,
-    /// Rung after a code's transaction commits, so this instance's outbox worker sends at once
-    /// instead of at its next poll.
-    pub outbox_wake: Arc<Notify>,
+    /// Queues SMS inside a service's transaction and wakes this instance's outbox worker.
+    pub outbox: Outbox,
     /// The GraphQL concurrency limit and the drain flag SIGTERM raises.
     pub gate: Arc<Gate>,
 }
@@ -37,16 +38,15 @@ impl AppState {
         sms: Arc<dyn SmsSender>,
     ) -> Self {
         let keys = Arc::new(Keys::derive(&config.jwt_secret));
-        // The recorder must exist before the first metric is recorded.
-        crate::metrics::handle();
-        let invite_events = InviteEvents::start(&db);
+        let invite_events = InviteEvents::new(&db);
         // Remembered as long as an access token issued before the revocation could live.
-        let revocations = Revocations::start(
+        let revocations = Revocations::new(
             &db,
             clock.clone(),
             config.access_token_ttl + std::time::Duration::from_secs(60),
         );
         let gate = Arc::new(Gate::new(config.lifecycle.max_concurrent_requests));
+        let outbox = Outbox::new(keys.clone(), config.sms_give_up_after);
         Self {
             gate,
             config: Arc::new(config),
@@ -56,7 +56,7 @@ impl AppState {
             keys,
             invite_events,
             revocations,
-            outbox_wake: Arc::new(Notify::new()),
+            outbox,
         }
     }
 }

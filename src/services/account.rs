@@ -12,8 +12,8 @@ use sea_orm::{
 use crate::{
     db::entities::{otp_codes, refresh_tokens, users},
     error::{AppError, AppResult},
+    outbox,
     services::{
-        outbox,
         sessions::{self, Revoke},
         tokens::AccessToken,
     },

@@ -16,7 +16,7 @@ use sea_orm::{
 };
 
 use crate::{
-    config::Config,
+    config::{Config, Limits},
     db::entities::{rate_events, rate_limit_locks},
     domain::{
         client_ip::{ClientKey, client_key},
@@ -100,7 +100,7 @@ impl Window {
 /// Codes sent: per phone, per client (IP or IPv6 network), and for everyone together (SMS
 /// pumping guard).
 pub fn code_windows(config: &Config, phone: &Phone, ip: IpAddr) -> Vec<Window> {
-    let mut windows = delivery_windows(config, phone);
+    let mut windows = delivery_windows(&config.limits, phone);
     windows.extend(client_code_windows(config, ip));
     windows
 }
@@ -120,8 +120,7 @@ pub fn client_code_windows(config: &Config, ip: IpAddr) -> Vec<Window> {
 /// The budgets one SMS to `phone` spends: per phone and global. A code's first delivery is
 /// paid by its requestCode (through [`code_windows`]); every further attempt pays again, so a
 /// provider that times out after delivering cannot multiply the messages past these caps.
-pub fn delivery_windows(config: &Config, phone: &Phone) -> Vec<Window> {
-    let l = &config.limits;
+pub fn delivery_windows(l: &Limits, phone: &Phone) -> Vec<Window> {
     let phone_bucket = Bucket::PhoneCodes(phone);
     let global = Bucket::GlobalCodes;
     vec![

@@ -4,10 +4,8 @@
 
 pub mod account;
 pub mod invites;
-pub mod keys;
 pub mod limits;
 pub mod otp;
-pub mod outbox;
 pub mod phone_change;
 pub mod pumping;
 pub mod sessions;

@@ -15,9 +15,9 @@ use crate::{
     db::entities::otp_codes::{self, Column},
     domain::{otp_code::OtpCode, phone::Phone},
     error::{AppError, AppResult},
+    keys::constant_time_eq,
     services::{
-        keys::constant_time_eq,
-        limits, outbox,
+        limits,
         pumping::{self, Breakers},
         seconds_until,
         tokens::{self, TokenPair},
@@ -54,7 +54,7 @@ pub struct SignIn {
 }
 
 /// Issues a fresh code for `phone`, replacing any pending one, and queues its SMS in the same
-/// transaction (`services::outbox` delivers it off the request path). Refused, in this order
+/// transaction (`outbox` delivers it off the request path). Refused, in this order
 /// and without touching the code the user already has: a destination no code may go to
 /// (country, number type: `services::pumping`), a phone whose failure budget is spent, a
 /// resend inside the cooldown, any full send window (per phone, per client, global), and, for
@@ -165,19 +165,20 @@ pub async fn request_code(state: &AppState, phone: Phone, ip: IpAddr) -> AppResu
     // or a crash after the commit loses nothing, and the request never waits for delivery,
     // so its answer gives no timing signal about the phone.
     if test_code.is_none() {
-        outbox::enqueue(
-            &txn,
-            state,
-            code_id,
-            &phone,
-            now,
-            &sms::code_message(&config.sms_text, code.expose()),
-        )
-        .await?;
+        state
+            .outbox
+            .enqueue_code(
+                &txn,
+                code_id,
+                &phone,
+                now,
+                &sms::code_message(&config.sms_text, code.expose()),
+            )
+            .await?;
     }
     txn.commit().await?;
     if test_code.is_none() {
-        outbox::wake(state);
+        state.outbox.wake();
     } else {
         tracing::info!("review number: fixed code, no SMS");
     }

@@ -17,7 +17,6 @@ use crate::{
     error::{AppError, AppResult},
     services::{
         otp::{self, CodeIssued},
-        outbox,
         sessions::{self, Revoke},
         tokens::AccessToken,
     },
@@ -119,18 +118,19 @@ pub async fn confirm_phone_change(
     // A review number gets no SMS, this one included.
     let notify = state.config.test_code_for(&old_phone).is_none();
     if notify {
-        outbox::enqueue_notice(
-            &txn,
-            state,
-            &old_phone,
-            now,
-            &sms::phone_changed_message(&state.config.sms_text),
-        )
-        .await?;
+        state
+            .outbox
+            .enqueue_notice(
+                &txn,
+                &old_phone,
+                now,
+                &sms::phone_changed_message(&state.config.sms_text),
+            )
+            .await?;
     }
     txn.commit().await?;
     if notify {
-        outbox::wake(state);
+        state.outbox.wake();
     }
     tracing::info!(old_phone = %old_phone, "phone changed");
     Ok(moved)

@@ -1,6 +1,6 @@
 //! Sending codes by SMS. Providers sit behind one trait, held as `Arc<dyn SmsSender>`:
 //! `console` (development: logs the message), `webhook` (a signed JSON POST to any gateway) and
-//! `twilio` (the Messages API). Nobody calls a provider from a request: `services::outbox`
+//! `twilio` (the Messages API). Nobody calls a provider from a request: `outbox`
 //! delivers what `request_code` committed, with timeouts, retries and a give-up time.
 
 mod console;

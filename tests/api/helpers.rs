@@ -21,11 +21,9 @@ use axum::{
 use chrono::TimeDelta;
 use http_body_util::BodyExt;
 use phone_auth::{
-    app::OutboxWorker,
     clock::ManualClock,
     config::Config,
-    db,
-    services::outbox,
+    db, outbox,
     sms::{RecordingSender, SmsSender},
     state::AppState,
 };
@@ -40,11 +38,11 @@ pub struct TestApp {
     pub sms: RecordingSender,
     statements: Arc<AtomicUsize>,
     statement_log: Arc<std::sync::Mutex<Vec<String>>>,
-    /// `state` on a database handle whose statements are not counted: background delivery
-    /// must not show up in a request's statement count.
-    worker_state: AppState,
-    /// The outbox worker, as `app::run` starts it; `None` when the test drives delivery itself.
-    outbox_worker: Option<OutboxWorker>,
+    /// The outbox worker on a database handle whose statements are not counted: background
+    /// delivery must not show up in a request's statement count.
+    worker: outbox::Worker,
+    /// That worker running, as `app::run` starts it; `None` when the test drives delivery itself.
+    outbox_worker: Option<outbox::RunningWorker>,
 }
 
 pub struct Response {
@@ -259,6 +257,7 @@ impl TestApp {
             Arc::new(sms.clone())
         };
         let state = AppState::new(config, conn, Arc::new(clock.clone()), sender);
+        phone_auth::app::start(&state);
         // Until the revoked sign-ins are loaded every access token is refused (fail closed).
         assert!(
             state
@@ -269,12 +268,11 @@ impl TestApp {
         );
         let router = phone_auth::app::build_router(state.clone())
             .layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
-        let worker_state = AppState {
+        let worker = phone_auth::app::outbox_worker(&AppState {
             db: uncounted,
             ..state.clone()
-        };
-        let outbox_worker =
-            (!configured_provider).then(|| OutboxWorker::start(worker_state.clone()));
+        });
+        let outbox_worker = (!configured_provider).then(|| worker.clone().spawn());
         Self {
             router,
             state,
@@ -282,14 +280,15 @@ impl TestApp {
             sms,
             statements,
             statement_log,
-            worker_state,
+            worker,
             outbox_worker,
         }
     }
 
     /// One pass of the SMS outbox (what the worker does when woken); how many it handled.
     pub async fn deliver_due(&self) -> usize {
-        outbox::deliver_due(&self.worker_state)
+        self.worker
+            .deliver_due()
             .await
             .expect("the outbox pass runs")
     }
@@ -307,11 +306,7 @@ impl TestApp {
         self.deliver_due().await;
         // A message the worker holds is finished by the worker.
         for _ in 0..500 {
-            if outbox::due(&self.worker_state)
-                .await
-                .expect("the outbox is readable")
-                == 0
-            {
+            if self.worker.due().await.expect("the outbox is readable") == 0 {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;

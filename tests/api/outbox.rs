@@ -13,7 +13,7 @@ use std::{
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use phone_auth::{app::OutboxWorker, clock::Clock, config::Config, db};
+use phone_auth::{clock::Clock, config::Config, db};
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -551,7 +551,7 @@ async fn request_code_answers_at_once_while_the_provider_hangs() {
     let fake = FakeSms::start().await;
     fake.set_mode(Mode::Hang);
     let app = app_with(&webhook_env(&fake), &[("SMS_SEND_TIMEOUT_MS", "30000")]).await;
-    let worker = OutboxWorker::start(app.state.clone());
+    let worker = phone_auth::app::outbox_worker(&app.state).spawn();
     let prompt = Duration::from_secs(10);
 
     let started = Instant::now();
@@ -586,7 +586,7 @@ async fn stopping_the_worker_finishes_the_batch_it_holds() {
         delay: Duration::from_millis(300),
     });
     let app = app_with(&webhook_env(&fake), &[("SMS_SEND_TIMEOUT_MS", "5000")]).await;
-    let worker = OutboxWorker::start(app.state.clone());
+    let worker = phone_auth::app::outbox_worker(&app.state).spawn();
     app.code_for(&phone(1)).await;
     wait_for(|| !fake.requests().is_empty(), "the send starts").await;
     assert_eq!(fake.requests().len(), 1, "the send is in flight");

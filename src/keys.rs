@@ -1,6 +1,7 @@
 //! Keys derived from the one configured secret, one per purpose (RFC 8725 §3.12: one key, one
 //! use): signing access tokens, hashing one-time codes, hashing refresh tokens, sealing the
-//! SMS outbox.
+//! SMS outbox. Shared by every layer that signs, hashes or seals (the state builds them once),
+//! so they sit at the top of the crate, not under `services`.
 
 use chacha20poly1305::{
     Key, KeyInit, XChaCha20Poly1305, XNonce,
@@ -23,7 +24,7 @@ pub struct Keys {
     outbox: XChaCha20Poly1305,
     /// Access tokens already verified with `jwt_decoding` (per key: a token verified under one
     /// secret is never taken under another).
-    pub verified: super::tokens::VerifiedTokens,
+    pub verified: crate::services::tokens::VerifiedTokens,
 }
 
 /// XChaCha20-Poly1305's nonce: 24 random bytes, long enough that random nonces never repeat.

@@ -1,0 +1,357 @@
+//! The outbox's SQL, and nothing else: queue, retire, claim (the lease), mark sent, failed or
+//! undeliverable, count what is due, prune. Decisions (what to send, when to give up) and
+//! logging are the worker's.
+//!
+//! A claim takes a lease on a batch of due rows in one statement: `FOR UPDATE SKIP LOCKED` on
+//! PostgreSQL, so instances never take the same row; SQLite runs one writer at a time, so the
+//! same conditional `UPDATE` is enough there. Every later write to a claimed row checks the
+//! claim token and that the row is still pending, so a worker whose lease ran out (another
+//! claim owns the row now) or whose row was superseded changes nothing.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, QueryResult};
+
+use super::Status;
+use crate::{db, domain::phone::Phone, error::AppResult};
+
+/// Finished rows (no text left, only the record) are deleted after this long.
+pub const RETENTION: TimeDelta = TimeDelta::days(7);
+/// Longest stored error text (the column's width).
+const MAX_ERROR_LEN: usize = 200;
+
+/// The values of `sms_outbox.kind`.
+pub mod kind {
+    /// The text holds a code; the row is tied to its `otp_codes` row.
+    pub const CODE: &str = "code";
+    /// A message with no code (the phone-change notice); always worth sending.
+    pub const NOTICE: &str = "notice";
+}
+
+/// The condition "this message is still worth sending": a notice always is; a code only while
+/// it is the phone's current code (a phone's `otp_codes` row is reused for each new code, with
+/// a new `created_at`).
+const CODE_IS_CURRENT: &str = "(sms_outbox.kind = 'notice' OR EXISTS (SELECT 1 FROM otp_codes \
+     WHERE otp_codes.id = sms_outbox.otp_code_id AND otp_codes.created_at = sms_outbox.code_issued_at))";
+
+/// What the sealed text is bound to: its row's phone and code.
+pub fn context(phone: &str, issued_at: DateTime<Utc>) -> [Vec<u8>; 2] {
+    [
+        phone.as_bytes().to_vec(),
+        issued_at.timestamp_micros().to_be_bytes().to_vec(),
+    ]
+}
+
+/// A message to queue, its text already sealed.
+pub struct NewMessage<'a> {
+    pub kind: &'a str,
+    /// The `otp_codes` row of a code; 0 for a notice.
+    pub otp_code_id: i64,
+    pub phone: &'a Phone,
+    pub issued_at: DateTime<Utc>,
+    pub give_up_at: DateTime<Utc>,
+    pub sealed: Vec<u8>,
+}
+
+/// Inserts a pending message, due at once. In the caller's transaction.
+pub async fn insert(conn: &impl ConnectionTrait, message: NewMessage<'_>) -> AppResult<()> {
+    let backend = conn.get_database_backend();
+    conn.execute(db::raw(
+        backend,
+        "INSERT INTO sms_outbox (kind, otp_code_id, code_issued_at, phone, payload, status, \
+         attempts, next_attempt_at, give_up_at, created_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+        vec![
+            message.kind.into(),
+            message.otp_code_id.into(),
+            message.issued_at.into(),
+            message.phone.as_str().into(),
+            message.sealed.into(),
+            Status::Pending.into(),
+            message.issued_at.into(),
+            message.give_up_at.into(),
+            message.issued_at.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Deletes the messages still waiting for `phone` (an account being deleted takes its queued
+/// SMS with it). In the caller's transaction.
+pub async fn delete_pending(conn: &impl ConnectionTrait, phone: &str) -> AppResult<u64> {
+    Ok(conn
+        .execute(db::raw(
+            conn.get_database_backend(),
+            "DELETE FROM sms_outbox WHERE phone = ? AND status = ?",
+            vec![phone.into(), Status::Pending.into()],
+        ))
+        .await?
+        .rows_affected())
+}
+
+/// A pending row that [`retire`] ended.
+pub struct Retired {
+    pub id: i64,
+    pub phone: Phone,
+    pub attempts: i32,
+    /// [`Status::Undeliverable`] or [`Status::Superseded`].
+    pub status: Status,
+}
+
+/// Retires pending messages no live worker holds and nobody should send any more: those whose
+/// code was replaced by a newer one (`superseded`: that code no longer works) and those whose
+/// give-up time passed (`undeliverable`, e.g. every instance was down).
+pub async fn retire(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> AppResult<Vec<Retired>> {
+    let backend = conn.get_database_backend();
+    let sql = format!(
+        "UPDATE sms_outbox SET \
+           status = CASE WHEN {CODE_IS_CURRENT} THEN ? ELSE ? END, \
+           last_error = CASE WHEN {CODE_IS_CURRENT} \
+             THEN COALESCE(last_error, 'not sent before the give-up time') ELSE last_error END, \
+           payload = NULL, finished_at = ?, locked_until = NULL, claim_token = NULL \
+         WHERE status = ? AND (locked_until IS NULL OR locked_until <= ?) \
+           AND (give_up_at <= ? OR NOT {CODE_IS_CURRENT}) \
+         RETURNING id, phone, attempts, status"
+    );
+    let rows = conn
+        .query_all(db::raw(
+            backend,
+            &sql,
+            vec![
+                Status::Undeliverable.into(),
+                Status::Superseded.into(),
+                now.into(),
+                Status::Pending.into(),
+                now.into(),
+                now.into(),
+            ],
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Retired {
+                id: row.try_get("", "id")?,
+                phone: Phone::from_e164(row.try_get::<String>("", "phone")?),
+                attempts: row.try_get("", "attempts")?,
+                status: row.try_get("", "status")?,
+            })
+        })
+        .collect::<Result<_, DbErr>>()
+        .map_err(Into::into)
+}
+
+/// A row this worker holds a lease on.
+pub struct Claimed {
+    pub id: i64,
+    pub phone: Phone,
+    pub payload: Option<Vec<u8>>,
+    pub code_issued_at: DateTime<Utc>,
+    /// Counting this one.
+    pub attempts: i32,
+    pub give_up_at: DateTime<Utc>,
+    /// The claim's token: every write to the row checks it.
+    pub token: String,
+}
+
+/// Takes a lease until `lease_until` on up to `limit` due rows, in one statement, and counts
+/// the attempt.
+pub async fn claim(
+    conn: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    limit: i64,
+) -> AppResult<Vec<Claimed>> {
+    let backend = conn.get_database_backend();
+    let token = uuid::Uuid::new_v4().to_string();
+    // PostgreSQL: rows another instance is claiming right now are skipped, not waited for; a
+    // row whose lease was taken after our snapshot is re-checked by the row lock and dropped.
+    // SQLite: one writer at a time, so the subquery and the update see the same rows.
+    let lock = match backend {
+        DatabaseBackend::Postgres => " FOR UPDATE SKIP LOCKED",
+        _ => "",
+    };
+    let sql = format!(
+        "UPDATE sms_outbox SET locked_until = ?, claim_token = ?, attempts = attempts + 1 \
+         WHERE id IN (SELECT id FROM sms_outbox \
+           WHERE status = ? AND next_attempt_at <= ? AND give_up_at > ? \
+             AND (locked_until IS NULL OR locked_until <= ?) AND {CODE_IS_CURRENT} \
+           ORDER BY next_attempt_at, id LIMIT ?{lock}) \
+         RETURNING id, phone, payload, code_issued_at, attempts, give_up_at"
+    );
+    let rows = conn
+        .query_all(db::raw(
+            backend,
+            &sql,
+            vec![
+                lease_until.into(),
+                token.clone().into(),
+                Status::Pending.into(),
+                now.into(),
+                now.into(),
+                now.into(),
+                limit.into(),
+            ],
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| claimed(row, &token))
+        .collect::<Result<_, _>>()
+        .map_err(Into::into)
+}
+
+fn claimed(row: &QueryResult, token: &str) -> Result<Claimed, DbErr> {
+    Ok(Claimed {
+        id: row.try_get("", "id")?,
+        phone: Phone::from_e164(row.try_get::<String>("", "phone")?),
+        payload: row.try_get("", "payload")?,
+        code_issued_at: row.try_get("", "code_issued_at")?,
+        attempts: row.try_get("", "attempts")?,
+        give_up_at: row.try_get("", "give_up_at")?,
+        token: token.to_owned(),
+    })
+}
+
+/// Marks the delivered rows of one claim sent, in one statement (one commit for the batch).
+/// Returns the ids it recorded: a row missing from them had moved on (superseded, or our lease
+/// ran out and another claim owns it).
+pub async fn mark_sent(
+    conn: &impl ConnectionTrait,
+    rows: &[&Claimed],
+    now: DateTime<Utc>,
+) -> AppResult<Vec<i64>> {
+    let Some(first) = rows.first() else {
+        return Ok(Vec::new());
+    };
+    let backend = conn.get_database_backend();
+    let sql = format!(
+        "UPDATE sms_outbox SET status = ?, payload = NULL, finished_at = ?, \
+         locked_until = NULL, claim_token = NULL, last_error = NULL \
+         WHERE claim_token = ? AND status = ? AND id IN ({}) RETURNING id",
+        db::placeholders(rows.len())
+    );
+    // A pass claims all its rows under one token.
+    let mut values: Vec<sea_orm::Value> = vec![
+        Status::Sent.into(),
+        now.into(),
+        first.token.clone().into(),
+        Status::Pending.into(),
+    ];
+    values.extend(rows.iter().map(|row| row.id.into()));
+    Ok(conn
+        .query_all(db::raw(backend, &sql, values))
+        .await?
+        .iter()
+        .map(|row| row.try_get("", "id"))
+        .collect::<Result<_, _>>()?)
+}
+
+/// Ends a row we still hold as `status` (in practice [`Status::Undeliverable`]): its text is
+/// wiped whatever the outcome. False when the row is no longer ours.
+pub async fn finish(
+    conn: &impl ConnectionTrait,
+    row: &Claimed,
+    status: Status,
+    error: Option<&str>,
+    now: DateTime<Utc>,
+) -> AppResult<bool> {
+    let backend = conn.get_database_backend();
+    let result = conn
+        .execute(db::raw(
+            backend,
+            "UPDATE sms_outbox SET status = ?, payload = NULL, finished_at = ?, \
+             locked_until = NULL, claim_token = NULL, last_error = ? \
+             WHERE id = ? AND claim_token = ? AND status = ?",
+            vec![
+                status.into(),
+                now.into(),
+                error.map(truncate).into(),
+                row.id.into(),
+                row.token.clone().into(),
+                Status::Pending.into(),
+            ],
+        ))
+        .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Releases a row we still hold after a failed attempt, due again at `retry_at`.
+pub async fn retry_later(
+    conn: &impl ConnectionTrait,
+    row: &Claimed,
+    retry_at: DateTime<Utc>,
+    error: &str,
+) -> AppResult<()> {
+    let backend = conn.get_database_backend();
+    conn.execute(db::raw(
+        backend,
+        "UPDATE sms_outbox SET next_attempt_at = ?, locked_until = NULL, claim_token = NULL, \
+         last_error = ? WHERE id = ? AND claim_token = ? AND status = ?",
+        vec![
+            retry_at.into(),
+            truncate(error).into(),
+            row.id.into(),
+            row.token.clone().into(),
+            Status::Pending.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Puts back a row we hold but did not send: the claim's attempt is taken back, and it is due
+/// again at `until`.
+pub async fn put_back(
+    conn: &impl ConnectionTrait,
+    row: &Claimed,
+    until: DateTime<Utc>,
+    reason: &str,
+) -> AppResult<()> {
+    let backend = conn.get_database_backend();
+    conn.execute(db::raw(
+        backend,
+        "UPDATE sms_outbox SET next_attempt_at = ?, attempts = attempts - 1, \
+         locked_until = NULL, claim_token = NULL, last_error = ? \
+         WHERE id = ? AND claim_token = ? AND status = ?",
+        vec![
+            until.into(),
+            reason.into(),
+            row.id.into(),
+            row.token.clone().into(),
+            Status::Pending.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+fn truncate(error: &str) -> String {
+    error.chars().take(MAX_ERROR_LEN).collect()
+}
+
+/// Pending messages that are due at `now` (in flight or waiting for a worker).
+pub async fn due(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> AppResult<i64> {
+    let backend = conn.get_database_backend();
+    let row = conn
+        .query_one(db::raw(
+            backend,
+            "SELECT COUNT(*) AS n FROM sms_outbox WHERE status = ? AND next_attempt_at <= ?",
+            vec![Status::Pending.into(), now.into()],
+        ))
+        .await?;
+    Ok(match row {
+        Some(row) => row.try_get("", "n")?,
+        None => 0,
+    })
+}
+
+/// Deletes finished rows (which hold no text any more) older than [`RETENTION`].
+pub async fn prune(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> AppResult<u64> {
+    let backend = conn.get_database_backend();
+    let result = conn
+        .execute(db::raw(
+            backend,
+            "DELETE FROM sms_outbox WHERE status <> ? AND finished_at < ?",
+            vec![Status::Pending.into(), (now - RETENTION).into()],
+        ))
+        .await?;
+    Ok(result.rows_affected())
+}
