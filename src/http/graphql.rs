@@ -19,7 +19,7 @@ use super::{HttpState, RequestId, graphiql, shed, websocket};
 use crate::{
     error::{AppError, code},
     graphql::{
-        selected_operation,
+        operation::operation_type,
         viewer::{ClientIp, UserAgent, Viewer},
     },
 };
@@ -440,29 +440,6 @@ pub async fn get(State(state): State<HttpState>, req: axum::extract::Request) ->
         return timed_out(media, rid);
     };
     respond(BatchResponse::Single(response), media, rid)
-}
-
-/// The type of the operation a request would run, when the document parses (the parsed
-/// document stays in the request for execution).
-fn operation_type(request: &mut Request) -> Option<OperationType> {
-    let operation_name = request.operation_name.clone();
-    let doc = request.parsed_query().ok()?;
-    match selected_operation(doc, operation_name.as_deref()) {
-        Some(operation) => return Some(operation.node.ty),
-        // An unknown name: execution reports it.
-        None if operation_name.is_some() => return None,
-        None => {}
-    }
-    // Several operations and no name: the request is invalid anyway; refuse if any writes.
-    if doc
-        .operations
-        .iter()
-        .any(|(_, op)| op.node.ty != OperationType::Query)
-    {
-        Some(OperationType::Mutation)
-    } else {
-        Some(OperationType::Query)
-    }
 }
 
 /// True when the request never reached execution: parsing, validation, variable coercion or a
