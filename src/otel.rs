@@ -281,7 +281,8 @@ pub fn operation_label(kind: OperationType, name: Option<&str>) -> String {
 /// operation the request runs. Only the operation's type and name: never the document or its
 /// variables.
 pub fn name_operation(document: &ExecutableDocument, operation_name: Option<&str>) {
-    let Some(operation) = crate::graphql::selected_operation(document, operation_name) else {
+    let Some(operation) = crate::graphql::operation::selected_operation(document, operation_name)
+    else {
         return;
     };
     // The name in the document; `operationName` only picks among several.

@@ -11,10 +11,7 @@
 
 use std::{sync::Arc, time::Instant};
 
-use async_graphql::{
-    Data, Executor, Positioned, Request, Response, Value,
-    parser::types::{DocumentOperations, ExecutableDocument, OperationDefinition},
-};
+use async_graphql::{Data, Executor, Request, Response, Value, parser::types::ExecutableDocument};
 use futures_util::{StreamExt, stream, stream::BoxStream};
 use sea_orm::DatabaseConnection;
 
@@ -175,21 +172,5 @@ impl Executor for GraphqlExecutor {
                 operation_metrics::record(&fields, response, started.elapsed().as_secs_f64());
             })
             .boxed()
-    }
-}
-
-/// The operation a request runs: the document's only one, or the one `operation_name` names.
-/// None when the name matches nothing, or several operations come without a name (execution
-/// refuses both). The parser files a lone *named* operation under `Multiple`; without an
-/// `operationName` it is still the one that runs (as async-graphql and the spec have it).
-pub fn selected_operation<'a>(
-    document: &'a ExecutableDocument,
-    operation_name: Option<&str>,
-) -> Option<&'a Positioned<OperationDefinition>> {
-    match (&document.operations, operation_name) {
-        (DocumentOperations::Single(op), _) => Some(op),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
-        (DocumentOperations::Multiple(_), None) => None,
     }
 }

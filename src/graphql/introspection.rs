@@ -11,7 +11,7 @@
 
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection};
 
-use super::selected_operation;
+use super::operation::selected_operation;
 
 /// The depth of graphql-js's standard introspection query at its default `typeDepth` of 9:
 /// `__schema` 1, `types` 2, `fields` 3, `args` 4, `type` 5, nine `ofType` 6–14, `name` 15.

@@ -6,6 +6,7 @@ mod executor;
 pub mod introspection;
 pub mod loaders;
 mod mutation;
+pub mod operation;
 mod operation_metrics;
 pub mod persisted;
 mod prefetch;
@@ -17,6 +18,6 @@ mod subscription;
 pub mod types;
 pub mod viewer;
 
-pub use executor::{GraphqlExecutor, selected_operation};
+pub use executor::GraphqlExecutor;
 pub use operation_metrics::ROOT_FIELDS;
 pub use schema::{AppSchema, build_introspection_schema, build_schema, schema_builder};

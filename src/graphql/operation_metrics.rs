@@ -10,7 +10,7 @@ use async_graphql::{
     parser::types::{ExecutableDocument, OperationType, Selection},
 };
 
-use super::executor::selected_operation;
+use super::operation::selected_operation;
 use crate::error::AppError;
 
 /// Every root field of the schema. Labels come only from this list, so a document naming

@@ -20,7 +20,7 @@ use async_graphql::{
     parser::types::{ExecutableDocument, FragmentDefinition, Selection, SelectionSet},
 };
 
-use super::executor::selected_operation;
+use super::operation::selected_operation;
 
 /// Fragments nest at most this deep here. Validation refuses fragment cycles before anything
 /// runs (and an unvalidated document has no data to order); this only keeps a mistake bounded.

@@ -1,4 +1,4 @@
-//! HTTP wiring: routes, GraphiQL, health checks, request ids, CORS. `graphql.rs` is the only
+//! HTTP wiring: routes, GraphiQL, health checks, request ids, CORS. `graphql/` is the only
 //! place an HTTP request becomes a GraphQL request.
 
 mod cors;

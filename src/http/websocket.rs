@@ -50,7 +50,7 @@ use crate::{
     domain::client_ip::{ClientKey, client_key},
     error::code,
     graphql::{
-        selected_operation,
+        operation::selected_operation,
         viewer::{ClientIp, UserAgent, Viewer},
     },
     services::tokens::Liveness,
