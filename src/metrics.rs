@@ -1,7 +1,7 @@
 //! Prometheus metrics: one process-wide recorder (the `metrics` facade), rendered at
 //! `/metrics`. Names follow Prometheus conventions (`_total` counters, `_seconds` histograms).
 
-use std::{borrow::Cow, sync::OnceLock};
+use std::{borrow::Cow, sync::OnceLock, time::Duration};
 
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -15,18 +15,43 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Installs the recorder once per process; later calls return the same handle. `None` when
-/// another recorder was installed first (metrics then go there).
+/// How often histogram samples are folded into their buckets when nothing scrapes `/metrics`.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+/// The name of the thread that does it (a test looks for it).
+pub const UPKEEP_THREAD: &str = "metrics-upkeep";
+
+/// Installs the recorder once per process, with its upkeep thread; later calls return the
+/// same handle. `None` when another recorder was installed first (metrics then go there).
 pub fn handle() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), LATENCY_BUCKETS)
                 .ok()?
                 .install_recorder()
-                .ok()
+                .ok()?;
+            start_upkeep(handle.clone());
+            Some(handle)
         })
         .as_ref()
+}
+
+/// The recorder keeps every histogram sample until a render or an upkeep folds it into the
+/// buckets, and `install_recorder` runs no upkeep: a server nobody scraped grew by every
+/// request's samples (about 300 KiB a minute in the soak, docs/faults.md). A thread rather
+/// than a task, because the recorder is per process and outlives any one runtime.
+fn start_upkeep(handle: PrometheusHandle) {
+    let started = std::thread::Builder::new()
+        .name(UPKEEP_THREAD.to_owned())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(err) = started {
+        tracing::warn!(error = %err, "cannot start the metrics upkeep thread; histogram samples are folded only when /metrics is scraped");
+    }
 }
 
 /// The text exposition, with the pool gauges refreshed first.

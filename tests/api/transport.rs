@@ -321,6 +321,25 @@ async fn introspection_is_off_in_production_unless_turned_on() {
     );
 }
 
+/// Histogram samples pile up in the recorder until something folds them into buckets: with no
+/// scraper that is the upkeep thread alone (the soak's memory growth, docs/faults.md).
+#[tokio::test]
+async fn metrics_upkeep_runs_whether_or_not_anything_scrapes() {
+    let _app = TestApp::spawn().await;
+    let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect();
+    assert!(
+        threads
+            .iter()
+            .any(|name| name == phone_auth::metrics::UPKEEP_THREAD),
+        "no {} thread among {threads:?}",
+        phone_auth::metrics::UPKEEP_THREAD
+    );
+}
+
 #[tokio::test]
 async fn metrics_are_served_in_prometheus_format() {
     let app = TestApp::spawn().await;
