@@ -67,6 +67,9 @@ const CREDENTIAL_CHECK_EVERY: Duration = Duration::from_millis(250);
 /// A peer that does not take a message within this long (it stopped reading) is dropped:
 /// a blocked send would also hold up the credential checks.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// The initial read buffer of each socket (tungstenite's advice for many connections with
+/// little to read).
+const SOCKET_READ_BUFFER_BYTES: usize = 4 * 1024;
 
 /// graphql-transport-ws close codes (and the standard 1009 "message too big").
 mod close {
@@ -180,6 +183,10 @@ pub async fn upgrade(
     let trace = crate::otel::on().then(crate::otel::current_context);
     upgrade
         .protocols([PROTOCOL])
+        // tungstenite allocates its read buffer up front, 128 KiB by default: with a few
+        // hundred idle subscriptions open that was most of the heap (heaptrack, soak). A
+        // socket here reads small graphql-ws messages; a larger one grows the buffer as needed.
+        .read_buffer_size(SOCKET_READ_BUFFER_BYTES)
         .max_frame_size(max)
         .max_message_size(max)
         .on_upgrade(move |socket| {
