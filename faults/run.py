@@ -948,7 +948,15 @@ def main() -> int:
     p.add_argument("--soak-subscriptions", type=int, default=300)
     p.add_argument("--pin", action="store_true", help="overload: server on core 1, wrk on core 0")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    p.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                   help="an extra variable for every server started (repeatable); e.g. a heap "
+                   "profiler's LD_PRELOAD, see docs/faults.md")
     args = p.parse_args()
+    for pair in args.server_env:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            p.error(f"--server-env wants NAME=VALUE, not {pair!r}")
+        BASE_ENV[name] = value
     names = args.scenarios or (FAST if args.ci else [s for s in ALL if s in SCENARIOS])
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
