@@ -6,13 +6,6 @@ use phone_auth::{
     otel, telemetry,
 };
 
-/// mimalloc rather than glibc's malloc: under load glibc spent about a quarter of the server's
-/// CPU in malloc/free (`perf` on `nested`: `_int_malloc`, `malloc_consolidate`, arena locks),
-/// and its per-thread arenas fragment (docs/performance.md, docs/faults.md). Only the binary
-/// sets it; the library, its tests and the counting allocator of `tests/allocations.rs` don't.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     // A missing .env is fine: the environment alone may configure everything.
