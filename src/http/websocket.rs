@@ -3,9 +3,11 @@
 //!
 //! - the upgrade is refused (403) for an `Origin` the CORS rule refuses, and (429) past
 //!   `WS_MAX_CONNECTIONS_PER_IP` sockets of one client;
-//! - a frame or message over `MAX_BODY_BYTES` is refused by the WebSocket layer before it is
-//!   read whole (close 1009); every message is decoded and its document parsed off the runtime
-//!   threads (`spawn_blocking`);
+//! - a frame or message over `MAX_BODY_BYTES` (and never over 16 MiB, even with the HTTP limit
+//!   off) is refused by the WebSocket layer before it is read whole (close 1009); every message
+//!   is decoded and its document parsed off the runtime threads (`spawn_blocking`);
+//! - a peer that does not read gets at most about 1 MiB buffered (our messages and the pongs
+//!   to its pings), then our next send fails and the socket closes;
 //! - `connection_init` must come within `WS_INIT_TIMEOUT_SECONDS` (close 4408);
 //! - queries and mutations get an `error` message and run nothing (their rules live on the
 //!   HTTP door: 415, cross-site checks, request timeouts); at most `WS_MAX_OPERATIONS` live
@@ -70,6 +72,20 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// The initial read buffer of each socket (tungstenite's advice for many connections with
 /// little to read).
 const SOCKET_READ_BUFFER_BYTES: usize = 4 * 1024;
+/// The largest frame or message a socket reads, whatever `MAX_BODY_BYTES` says (0 turns the
+/// HTTP limit off): tungstenite reserves a frame's announced length before reading it, so
+/// without a cap one header announcing a terabyte would abort the process.
+const SOCKET_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// What a socket buffers before writing (tungstenite's default, stated because the cap below
+/// must exceed it: tungstenite panics at the upgrade otherwise).
+const SOCKET_WRITE_BUFFER_BYTES: usize = 128 * 1024;
+/// The most a socket holds for a peer that does not read: our messages and tungstenite's
+/// automatic pongs. Unbounded (tungstenite's default), a client that floods pings and never
+/// reads grows the server's memory by what it uploads until the next ping of ours times out.
+/// Past the cap a pong waits in place of the previous one and our own send fails, which closes
+/// the socket. A subscription's messages are a few hundred bytes.
+const SOCKET_MAX_WRITE_BUFFER_BYTES: usize = SOCKET_WRITE_BUFFER_BYTES + 1024 * 1024;
+const _: () = assert!(SOCKET_MAX_WRITE_BUFFER_BYTES > SOCKET_WRITE_BUFFER_BYTES);
 
 /// graphql-transport-ws close codes (and the standard 1009 "message too big").
 mod close {
@@ -177,7 +193,12 @@ pub async fn upgrade(
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let max = state.app.config.graphql.max_body_bytes;
+    let max = state
+        .app
+        .config
+        .graphql
+        .max_body_bytes
+        .min(SOCKET_MAX_MESSAGE_BYTES);
     let span = tracing::info_span!("socket", request_id = %rid);
     // With OpenTelemetry on, the socket's operations join the upgrade request's trace.
     let trace = crate::otel::on().then(crate::otel::current_context);
@@ -189,6 +210,8 @@ pub async fn upgrade(
         .read_buffer_size(SOCKET_READ_BUFFER_BYTES)
         .max_frame_size(max)
         .max_message_size(max)
+        .write_buffer_size(SOCKET_WRITE_BUFFER_BYTES)
+        .max_write_buffer_size(SOCKET_MAX_WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| {
             let connection = Connection {
                 state,

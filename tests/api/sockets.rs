@@ -9,8 +9,9 @@ use std::{
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::{
-    connect_async,
+    MaybeTlsStream, connect_async,
     tungstenite::{self, Message, client::IntoClientRequest, http::HeaderValue},
 };
 
@@ -166,6 +167,84 @@ async fn a_2_mib_frame_closes_the_socket_and_the_server_stays_responsive() {
         "UNAUTHENTICATED"
     );
     assert_eq!(app.get("/healthz", &[]).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_announcing_a_terabyte_is_refused_with_the_body_limit_off() {
+    // MAX_BODY_BYTES=0 turns the HTTP limit off. The socket keeps a cap of its own: tungstenite
+    // reserves a frame's announced length before reading it, so without one this header alone
+    // would abort the process (and this test with it).
+    let app = TestApp::with_env(&[("MAX_BODY_BYTES", "0")]).await;
+    let addr = serve(&app).await;
+    let mut socket = connect(addr, None).await;
+    // A client's text frame header: FIN and text, masked with a 64-bit length, the length
+    // (2^40 bytes), the mask key. No payload follows.
+    let mut header = vec![0x81, 0x80 | 127];
+    header.extend_from_slice(&(1u64 << 40).to_be_bytes());
+    header.extend_from_slice(&[1, 2, 3, 4]);
+    let MaybeTlsStream::Plain(tcp) = socket.get_mut() else {
+        panic!("a plain TCP socket")
+    };
+    tcp.write_all(&header).await.expect("write the header");
+    let code = close_code(&mut socket, Duration::from_secs(5)).await;
+    assert!(matches!(code, Some(1009) | None), "closed with {code:?}");
+
+    // The server is alive: a new socket is served and HTTP answers.
+    let mut other = connect(addr, None).await;
+    start(&mut other, "1", JOINED).await;
+    let message = next_for(&mut other, "1").await;
+    assert_eq!(
+        message["payload"]["errors"][0]["extensions"]["code"],
+        "UNAUTHENTICATED"
+    );
+    assert_eq!(app.get("/healthz", &[]).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_floods_pings_and_never_reads_cannot_grow_the_servers_memory() {
+    // Each ping is answered with a pong. A peer that never reads leaves them in the socket's
+    // write buffer, which must stay capped (about 1 MiB) instead of growing by what the peer
+    // uploads: 160 MiB of pings here. The test's process is the server's, so its RSS tells.
+    const FLOOD_BYTES: usize = 160 * 1024 * 1024;
+    let app = TestApp::spawn().await;
+    let addr = serve(&app).await;
+    let mut socket = connect(addr, None).await;
+    // Masked ping frames with the largest control payload (125 bytes), written raw: a client
+    // library would also read, and this peer must not.
+    let mut frame = vec![0x89, 0x80 | 125, 1, 2, 3, 4];
+    frame.extend(std::iter::repeat_n(b'p', 125));
+    let chunk: Vec<u8> = frame.repeat((1024 * 1024) / frame.len());
+    let before = rss_kib();
+    let MaybeTlsStream::Plain(tcp) = socket.get_mut() else {
+        panic!("a plain TCP socket")
+    };
+    let mut sent = 0;
+    while sent < FLOOD_BYTES {
+        // The server may close the socket once its write buffer is full; that is a pass too.
+        if tcp.write_all(&chunk).await.is_err() {
+            break;
+        }
+        sent += chunk.len();
+    }
+    // Let the server read what is still in flight.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let grown_mib = rss_kib().saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < 48,
+        "RSS grew {grown_mib} MiB while a peer sent {} MiB of pings and read nothing",
+        sent / (1024 * 1024)
+    );
+    assert_eq!(app.get("/healthz", &[]).await.status, 200);
+}
+
+/// This process's resident memory (Linux), in KiB.
+fn rss_kib() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
