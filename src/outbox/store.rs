@@ -9,10 +9,20 @@
 //! claim owns the row now) or whose row was superseded changes nothing.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, QueryResult};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter,
+    QueryResult, sea_query::Expr,
+};
 
 use super::Status;
-use crate::{db, domain::phone::Phone, error::AppResult};
+use crate::{
+    db::{
+        self,
+        entities::sms_outbox::{self, Column},
+    },
+    domain::phone::Phone,
+    error::AppResult,
+};
 
 /// Finished rows (no text left, only the record) are deleted after this long.
 pub const RETENTION: TimeDelta = TimeDelta::days(7);
@@ -244,6 +254,15 @@ pub async fn mark_sent(
         .collect::<Result<_, _>>()?)
 }
 
+/// The condition "a row we still hold": ours by its claim token, and not finished by anyone
+/// (superseded, or finished by another worker after our lease ran out).
+fn still_held(row: &Claimed) -> Condition {
+    Condition::all()
+        .add(Column::Id.eq(row.id))
+        .add(Column::ClaimToken.eq(row.token.as_str()))
+        .add(Column::Status.eq(Status::Pending))
+}
+
 /// Ends a row we still hold as `status` (in practice [`Status::Undeliverable`]): its text is
 /// wiped whatever the outcome. False when the row is no longer ours.
 pub async fn finish(
@@ -253,24 +272,20 @@ pub async fn finish(
     error: Option<&str>,
     now: DateTime<Utc>,
 ) -> AppResult<bool> {
-    let backend = conn.get_database_backend();
-    let result = conn
-        .execute(db::raw(
-            backend,
-            "UPDATE sms_outbox SET status = ?, payload = NULL, finished_at = ?, \
-             locked_until = NULL, claim_token = NULL, last_error = ? \
-             WHERE id = ? AND claim_token = ? AND status = ?",
-            vec![
-                status.into(),
-                now.into(),
-                error.map(truncate).into(),
-                row.id.into(),
-                row.token.clone().into(),
-                Status::Pending.into(),
-            ],
-        ))
+    let result = sms_outbox::Entity::update_many()
+        .col_expr(Column::Status, Expr::value(status))
+        .col_expr(Column::Payload, Expr::value(Option::<Vec<u8>>::None))
+        .col_expr(Column::FinishedAt, Expr::value(now))
+        .col_expr(
+            Column::LockedUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(Column::ClaimToken, Expr::value(Option::<String>::None))
+        .col_expr(Column::LastError, Expr::value(error.map(truncate)))
+        .filter(still_held(row))
+        .exec(conn)
         .await?;
-    Ok(result.rows_affected() == 1)
+    Ok(result.rows_affected == 1)
 }
 
 /// Releases a row we still hold after a failed attempt, due again at `retry_at`.
@@ -280,21 +295,7 @@ pub async fn retry_later(
     retry_at: DateTime<Utc>,
     error: &str,
 ) -> AppResult<()> {
-    let backend = conn.get_database_backend();
-    conn.execute(db::raw(
-        backend,
-        "UPDATE sms_outbox SET next_attempt_at = ?, locked_until = NULL, claim_token = NULL, \
-         last_error = ? WHERE id = ? AND claim_token = ? AND status = ?",
-        vec![
-            retry_at.into(),
-            truncate(error).into(),
-            row.id.into(),
-            row.token.clone().into(),
-            Status::Pending.into(),
-        ],
-    ))
-    .await?;
-    Ok(())
+    release(conn, row, retry_at, error, Attempt::Spent).await
 }
 
 /// Puts back a row we hold but did not send: the claim's attempt is taken back, and it is due
@@ -305,21 +306,37 @@ pub async fn put_back(
     until: DateTime<Utc>,
     reason: &str,
 ) -> AppResult<()> {
-    let backend = conn.get_database_backend();
-    conn.execute(db::raw(
-        backend,
-        "UPDATE sms_outbox SET next_attempt_at = ?, attempts = attempts - 1, \
-         locked_until = NULL, claim_token = NULL, last_error = ? \
-         WHERE id = ? AND claim_token = ? AND status = ?",
-        vec![
-            until.into(),
-            reason.into(),
-            row.id.into(),
-            row.token.clone().into(),
-            Status::Pending.into(),
-        ],
-    ))
-    .await?;
+    release(conn, row, until, reason, Attempt::GivenBack).await
+}
+
+/// Whether the attempt a claim counted stands when the row is released.
+enum Attempt {
+    /// It was tried (and failed).
+    Spent,
+    /// It was never tried (our own reason, such as a full send budget).
+    GivenBack,
+}
+
+/// Releases a row we still hold: no lease, due again at `at`, `note` as its last error.
+async fn release(
+    conn: &impl ConnectionTrait,
+    row: &Claimed,
+    at: DateTime<Utc>,
+    note: &str,
+    attempt: Attempt,
+) -> AppResult<()> {
+    let mut update = sms_outbox::Entity::update_many()
+        .col_expr(Column::NextAttemptAt, Expr::value(at))
+        .col_expr(
+            Column::LockedUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(Column::ClaimToken, Expr::value(Option::<String>::None))
+        .col_expr(Column::LastError, Expr::value(truncate(note)));
+    if let Attempt::GivenBack = attempt {
+        update = update.col_expr(Column::Attempts, Expr::col(Column::Attempts).sub(1));
+    }
+    update.filter(still_held(row)).exec(conn).await?;
     Ok(())
 }
 

@@ -13,8 +13,13 @@ use std::{
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use phone_auth::{clock::Clock, config::Config, db};
-use sea_orm::{ConnectionTrait, Statement};
+use phone_auth::{
+    clock::Clock,
+    config::Config,
+    db::{self, entities::sms_outbox},
+    outbox::{Status, store},
+};
+use sea_orm::{ConnectionTrait, EntityTrait, Statement};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
@@ -784,4 +789,88 @@ async fn a_retry_without_budget_waits_for_it_unsent() {
     assert_eq!(app.deliver_due().await, 1);
     assert_eq!(fake.delivered().len(), 1);
     assert_eq!(only_row(&app).await.status, "sent");
+}
+
+/// A worker whose lease ran out (another claim took the row) changes nothing with its late
+/// writes: finish, retry, put back and mark sent all check the claim token and that the row is
+/// still pending. The store is driven directly, as two workers would.
+#[tokio::test]
+async fn a_worker_whose_lease_ran_out_changes_nothing() {
+    let fake = FakeSms::start().await;
+    let app = app_with(&webhook_env(&fake), &[]).await;
+    app.code_for(&phone(1)).await;
+    let db = &app.state.db;
+    let lease = chrono::TimeDelta::seconds(60);
+
+    let late = store::claim(db, now(&app), now(&app) + lease, 16)
+        .await
+        .expect("claim");
+    assert_eq!(late.len(), 1);
+    app.advance(61);
+    let current = store::claim(db, now(&app), now(&app) + lease, 16)
+        .await
+        .expect("claim");
+    assert_eq!(current.len(), 1, "an expired lease is claimed again");
+    assert_eq!(current[0].id, late[0].id);
+
+    let late = &late[0];
+    let later = now(&app) + lease;
+    assert!(
+        !store::finish(db, late, Status::Undeliverable, Some("late"), now(&app))
+            .await
+            .expect("finish")
+    );
+    store::retry_later(db, late, later, "late")
+        .await
+        .expect("retry");
+    store::put_back(db, late, later, "late")
+        .await
+        .expect("put back");
+    assert!(
+        store::mark_sent(db, &[late], now(&app))
+            .await
+            .expect("mark sent")
+            .is_empty()
+    );
+    let row = outbox_row(&app).await;
+    assert_eq!(row.status, Status::Pending);
+    assert_eq!(
+        row.attempts, 2,
+        "one per claim, none given back by the late worker"
+    );
+    assert_eq!(row.claim_token.as_deref(), Some(current[0].token.as_str()));
+    assert_eq!(row.last_error, None);
+
+    // Once the current holder has finished it, the late worker still changes nothing.
+    assert!(
+        store::finish(
+            db,
+            &current[0],
+            Status::Undeliverable,
+            Some("given up"),
+            now(&app)
+        )
+        .await
+        .expect("finish")
+    );
+    store::retry_later(db, late, later, "late")
+        .await
+        .expect("retry");
+    store::put_back(db, late, later, "late")
+        .await
+        .expect("put back");
+    let row = outbox_row(&app).await;
+    assert_eq!(row.status, Status::Undeliverable);
+    assert_eq!(row.attempts, 2);
+    assert_eq!(row.last_error.as_deref(), Some("given up"));
+}
+
+/// The one outbox row, as the entity reads it.
+async fn outbox_row(app: &TestApp) -> sms_outbox::Model {
+    let mut rows = sms_outbox::Entity::find()
+        .all(&app.state.db)
+        .await
+        .expect("the outbox is readable");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    rows.remove(0)
 }
