@@ -50,9 +50,9 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
 
 /// The provider `SMS_PROVIDER` names, built from its settings.
 pub fn sms_sender(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<dyn SmsSender>> {
-    let timeout = config.sms_send_timeout;
-    Ok(match &config.sms_provider {
-        SmsProviderKind::Console => Arc::new(ConsoleSender::new(config.sms_delay)),
+    let timeout = config.sms.send_timeout;
+    Ok(match &config.sms.provider {
+        SmsProviderKind::Console => Arc::new(ConsoleSender::new(config.sms.delay)),
         SmsProviderKind::Webhook(settings) => Arc::new(
             WebhookSender::new(settings, timeout, clock)
                 .map_err(|e| anyhow::anyhow!("SMS_PROVIDER=webhook: {e}"))?,
@@ -152,12 +152,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             "JWT_SECRET is not set: using a random secret; tokens will not survive a restart"
         );
     }
-    if config.otp_expose {
+    if config.otp.expose {
         tracing::warn!(
             "OTP_EXPOSE is on: codes are returned in requestCode responses (development only)"
         );
     }
-    if let SmsProviderKind::Webhook(webhook) = &config.sms_provider {
+    if let SmsProviderKind::Webhook(webhook) = &config.sms.provider {
         if config.is_production() && webhook.url.scheme() == "http" {
             tracing::warn!(
                 "SMS_WEBHOOK_URL is plain http: messages (which hold codes) cross the network unencrypted"
@@ -192,7 +192,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             tracing::info!(count, "TEST_PHONE_NUMBERS: review numbers with fixed codes");
         }
     }
-    tracing::info!(provider = config.sms_provider.name(), "SMS provider");
+    tracing::info!(provider = config.sms.provider.name(), "SMS provider");
     let addr = config.listen_addr;
     let state = build_state(config).await?;
     spawn_pruning(state.clone());

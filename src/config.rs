@@ -258,24 +258,11 @@ pub struct Config {
     pub jwt_secret: SecretString,
     /// True when no `JWT_SECRET` was given and a random one was made (development only).
     pub jwt_secret_generated: bool,
-    pub otp_expose: bool,
-    pub otp_length: usize,
-    pub otp_ttl: Duration,
-    pub otp_max_attempts: u32,
-    pub otp_resend_cooldown: Duration,
-    pub sms_provider: SmsProviderKind,
-    pub sms_delay: Duration,
-    /// Longest one delivery attempt may take (`SMS_SEND_TIMEOUT_MS`).
-    pub sms_send_timeout: Duration,
-    /// How long after a code is issued its delivery is retried before it is marked
-    /// undeliverable (`SMS_DELIVERY_GIVE_UP_SECONDS`; default: the code's life).
-    pub sms_give_up_after: Duration,
+    pub otp: OtpSettings,
+    pub sms: SmsSettings,
     pub default_region: Region,
     pub admin_phones: BTreeSet<String>,
-    pub access_token_ttl: Duration,
-    pub refresh_token_ttl: Duration,
-    /// A sign-in's whole life from its verifyCode, however often it is refreshed.
-    pub session_max_lifetime: Duration,
+    pub tokens: TokenSettings,
     pub limits: Limits,
     pub sms_allowed_regions: BTreeSet<String>,
     pub sms_guard: SmsGuard,
@@ -297,6 +284,59 @@ pub struct Config {
     pub lifecycle: Lifecycle,
     /// `None` unless an OTLP endpoint is set: no traces, nothing of OpenTelemetry runs.
     pub otel: Option<OtelSettings>,
+    pub logging: Logging,
+}
+
+/// What is logged and how (`telemetry::init`).
+#[derive(Clone, Debug, Default)]
+pub struct Logging {
+    /// `RUST_LOG`: the filter (`None`: `info`).
+    pub filter: Option<String>,
+    /// `LOG_FORMAT=json`: one JSON object per line instead of text.
+    pub json: bool,
+    /// `LOG_SQL`: lift the `info` cap on SeaORM's and sqlx's logs (their debug lines carry bound
+    /// values, such as phones).
+    pub sql: bool,
+}
+
+/// One-time codes (`OTP_*`).
+#[derive(Clone, Debug)]
+pub struct OtpSettings {
+    /// `OTP_EXPOSE`: requestCode answers the code itself (`devCode`); never in production.
+    pub expose: bool,
+    /// `OTP_LENGTH`: digits per code, 4 to 8.
+    pub length: usize,
+    /// `OTP_TTL_SECONDS`: a code's life.
+    pub ttl: Duration,
+    /// `OTP_MAX_ATTEMPTS`: wrong guesses a code survives.
+    pub max_attempts: u32,
+    /// `OTP_RESEND_COOLDOWN_SECONDS`: the wait between two codes for one phone.
+    pub resend_cooldown: Duration,
+}
+
+/// SMS delivery (`SMS_PROVIDER` and the outbox's timing).
+#[derive(Clone, Debug)]
+pub struct SmsSettings {
+    pub provider: SmsProviderKind,
+    /// `SMS_DELAY_MS`: the development provider's simulated latency.
+    pub delay: Duration,
+    /// Longest one delivery attempt may take (`SMS_SEND_TIMEOUT_MS`).
+    pub send_timeout: Duration,
+    /// How long after a code is issued its delivery is retried before it is marked
+    /// undeliverable (`SMS_DELIVERY_GIVE_UP_SECONDS`; default: the code's life).
+    pub give_up_after: Duration,
+}
+
+/// Access tokens, refresh tokens and the sign-ins behind them.
+#[derive(Clone, Debug)]
+pub struct TokenSettings {
+    /// `ACCESS_TOKEN_TTL_SECONDS`.
+    pub access_ttl: Duration,
+    /// `REFRESH_TOKEN_TTL_SECONDS`: a refresh token's life; each refresh issues a new one.
+    pub refresh_ttl: Duration,
+    /// `SESSION_MAX_LIFETIME_SECONDS`: a sign-in's whole life from its verifyCode, however
+    /// often it is refreshed.
+    pub session_max_lifetime: Duration,
 }
 
 /// Shutdown and admission (`app::run`, `http::shed`).
@@ -320,9 +360,8 @@ impl fmt::Debug for Config {
             .field("database_url", &redact_url(&self.database_url))
             .field("listen_addr", &self.listen_addr)
             .field("jwt_secret", &"[redacted]")
-            .field("otp_expose", &self.otp_expose)
-            .field("otp_length", &self.otp_length)
-            .field("sms_provider", &self.sms_provider)
+            .field("otp", &self.otp)
+            .field("sms", &self.sms)
             .field("default_region", &self.default_region)
             .finish_non_exhaustive()
     }
@@ -882,6 +921,24 @@ impl Config {
         }
         let database_max_connections: u32 = r.parse("DATABASE_MAX_CONNECTIONS", 10)?;
         let otel = r.otel()?;
+        let logging = Logging {
+            filter: r.raw("RUST_LOG"),
+            json: match r
+                .raw("LOG_FORMAT")
+                .map(|v| v.to_ascii_lowercase())
+                .as_deref()
+            {
+                None | Some("text") => false,
+                Some("json") => true,
+                Some(other) => {
+                    return Err(ConfigError::Invalid {
+                        name: "LOG_FORMAT",
+                        message: format!("expected text or json, got {other:?}"),
+                    });
+                }
+            },
+            sql: r.bool("LOG_SQL", false)?,
+        };
         let config = Config {
             app_env,
             database_url: r
@@ -891,20 +948,26 @@ impl Config {
             listen_addr: r.parse("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8000)))?,
             jwt_secret,
             jwt_secret_generated,
-            otp_expose: r.bool("OTP_EXPOSE", dev)?,
-            otp_length,
-            otp_ttl,
-            otp_max_attempts,
-            otp_resend_cooldown: r.seconds("OTP_RESEND_COOLDOWN_SECONDS", 60)?,
-            sms_provider,
-            sms_delay: Duration::from_millis(r.parse("SMS_DELAY_MS", 1000)?),
-            sms_send_timeout: Duration::from_millis(sms_send_timeout),
-            sms_give_up_after,
+            otp: OtpSettings {
+                expose: r.bool("OTP_EXPOSE", dev)?,
+                length: otp_length,
+                ttl: otp_ttl,
+                max_attempts: otp_max_attempts,
+                resend_cooldown: r.seconds("OTP_RESEND_COOLDOWN_SECONDS", 60)?,
+            },
+            sms: SmsSettings {
+                provider: sms_provider,
+                delay: Duration::from_millis(r.parse("SMS_DELAY_MS", 1000)?),
+                send_timeout: Duration::from_millis(sms_send_timeout),
+                give_up_after: sms_give_up_after,
+            },
             default_region,
             admin_phones,
-            access_token_ttl: r.seconds("ACCESS_TOKEN_TTL_SECONDS", 900)?,
-            refresh_token_ttl: r.seconds("REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600)?,
-            session_max_lifetime: r.seconds("SESSION_MAX_LIFETIME_SECONDS", 90 * 24 * 3600)?,
+            tokens: TokenSettings {
+                access_ttl: r.seconds("ACCESS_TOKEN_TTL_SECONDS", 900)?,
+                refresh_ttl: r.seconds("REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600)?,
+                session_max_lifetime: r.seconds("SESSION_MAX_LIFETIME_SECONDS", 90 * 24 * 3600)?,
+            },
             limits: Limits {
                 phone_codes_per_hour: r.parse("PHONE_CODES_PER_HOUR", 5)?,
                 phone_codes_per_day: r.parse("PHONE_CODES_PER_DAY", 10)?,
@@ -974,6 +1037,7 @@ impl Config {
                 },
             },
             otel,
+            logging,
         };
         config.check_production(sms_provider_raw.is_some())?;
         Ok(config)
@@ -1010,7 +1074,7 @@ impl Config {
                 self.ip_v6_prefix
             )));
         }
-        if self.otp_expose {
+        if self.otp.expose {
             return Err(ConfigError::Unsafe(
                 "OTP_EXPOSE=true would put codes in responses".into(),
             ));
@@ -1021,13 +1085,13 @@ impl Config {
                     .into(),
             ));
         }
-        if matches!(self.sms_provider, SmsProviderKind::Console) && !sms_provider_explicit {
+        if matches!(self.sms.provider, SmsProviderKind::Console) && !sms_provider_explicit {
             return Err(ConfigError::Unsafe(
                 "no SMS_PROVIDER set; the console provider only logs codes (set SMS_PROVIDER=console to opt in)"
                     .into(),
             ));
         }
-        if let SmsProviderKind::Webhook(webhook) = &self.sms_provider {
+        if let SmsProviderKind::Webhook(webhook) = &self.sms.provider {
             if webhook.secret.expose_secret().len() < MIN_SECRET_BYTES {
                 return Err(ConfigError::Unsafe(format!(
                     "SMS_WEBHOOK_SECRET is shorter than {MIN_SECRET_BYTES} bytes"

@@ -32,7 +32,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(exporter.as_ref());
+    telemetry::init(&config.logging, exporter.as_ref());
     if let Some(settings) = &config.otel {
         tracing::info!(
             endpoint = %redact_url(settings.traces_endpoint.as_str()),

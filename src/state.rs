@@ -43,10 +43,10 @@ impl AppState {
         let revocations = Revocations::new(
             &db,
             clock.clone(),
-            config.access_token_ttl + std::time::Duration::from_secs(60),
+            config.tokens.access_ttl + std::time::Duration::from_secs(60),
         );
         let gate = Arc::new(Gate::new(config.lifecycle.max_concurrent_requests));
-        let outbox = Outbox::new(keys.clone(), config.sms_give_up_after);
+        let outbox = Outbox::new(keys.clone(), config.sms.give_up_after);
         Self {
             gate,
             config: Arc::new(config),

@@ -16,6 +16,8 @@ use opentelemetry_sdk::trace::SdkTracer;
 use tracing::Subscriber;
 use tracing_subscriber::{EnvFilter, filter::filter_fn, fmt::MakeWriter, prelude::*};
 
+use crate::config::Logging;
+
 const SQL_CAPS: &[&str] = &["sea_orm=info", "sea_orm_migration=info", "sqlx=info"];
 
 /// PostgreSQL notices are logged by sqlx at `info`; the only ones this server causes are the
@@ -120,15 +122,12 @@ where
     }
 }
 
-/// Installs the process-wide subscriber (stderr), from `RUST_LOG`, `LOG_FORMAT` and `LOG_SQL`,
-/// with the OpenTelemetry layer when `exporter` runs.
-pub fn init(exporter: Option<&crate::otel::Exporter>) {
-    let rust_log = std::env::var("RUST_LOG").ok();
-    let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
-    let log_sql =
-        std::env::var("LOG_SQL").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+/// Installs the process-wide subscriber (stderr), as the configuration's `logging` says, with
+/// the OpenTelemetry layer when `exporter` runs.
+pub fn init(logging: &Logging, exporter: Option<&crate::otel::Exporter>) {
+    let json = logging.json;
     let colour = std::io::stderr().is_terminal();
-    let filter = filter(rust_log.as_deref(), log_sql);
+    let filter = filter(logging.filter.as_deref(), logging.sql);
     let subscriber = match exporter {
         Some(exporter) => {
             subscriber_with_otel(filter, json, colour, std::io::stderr, exporter.tracer())

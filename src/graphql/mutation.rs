@@ -35,7 +35,7 @@ impl MutationRoot {
     ) -> async_graphql::Result<AuthPayload> {
         let state = ctx.data_unchecked::<AppState>();
         let phone = Phone::parse(&phone, state.config.default_region)?;
-        let code = OtpCode::parse(&code, state.config.otp_length)?;
+        let code = OtpCode::parse(&code, state.config.otp.length)?;
         let ip = ctx.data_unchecked::<ClientIp>().0;
         let user_agent = ctx.data_opt::<UserAgent>().and_then(|ua| ua.0.as_deref());
         Ok(otp::verify_code(state, phone, code, ip, user_agent)
@@ -115,7 +115,7 @@ impl MutationRoot {
         let caller = ctx.data_unchecked::<Viewer>().access()?;
         let state = ctx.data_unchecked::<AppState>();
         let phone = Phone::parse(&phone, state.config.default_region)?;
-        let code = OtpCode::parse(&code, state.config.otp_length)?;
+        let code = OtpCode::parse(&code, state.config.otp.length)?;
         let ip = ctx.data_unchecked::<ClientIp>().0;
         Ok(User(
             phone_change::confirm_phone_change(state, &caller, phone, code, ip).await?,

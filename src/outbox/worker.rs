@@ -72,7 +72,7 @@ pub struct Settings {
 impl Settings {
     pub fn from_config(config: &Config) -> Self {
         Self {
-            send_timeout: config.sms_send_timeout,
+            send_timeout: config.sms.send_timeout,
             limits: config.limits.clone(),
         }
     }

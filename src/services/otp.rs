@@ -67,12 +67,12 @@ pub async fn request_code(state: &AppState, phone: Phone, ip: IpAddr) -> AppResu
     let config = &state.config;
     pumping::check_destination(config, &phone)?;
     let now = state.clock.now();
-    let expires_at = now + config.otp_ttl;
-    let resend_available_at = now + config.otp_resend_cooldown;
+    let expires_at = now + config.otp.ttl;
+    let resend_available_at = now + config.otp.resend_cooldown;
     let test_code = config.test_code_for(&phone).map(str::to_owned);
     let code = match &test_code {
-        Some(fixed) => OtpCode::parse(fixed, config.otp_length)?,
-        None => OtpCode::generate(config.otp_length),
+        Some(fixed) => OtpCode::parse(fixed, config.otp.length)?,
+        None => OtpCode::generate(config.otp.length),
     };
     let hash = state
         .keys
@@ -183,7 +183,7 @@ pub async fn request_code(state: &AppState, phone: Phone, ip: IpAddr) -> AppResu
         tracing::info!("review number: fixed code, no SMS");
     }
 
-    let dev_code = config.otp_expose.then(|| code.expose().to_owned());
+    let dev_code = config.otp.expose.then(|| code.expose().to_owned());
     crate::metrics::code_issued();
     tracing::info!("code issued");
     Ok(CodeIssued {
@@ -252,7 +252,7 @@ pub async fn claim_code(
     now: DateTime<Utc>,
 ) -> AppResult<DatabaseTransaction> {
     let config = &state.config;
-    let max_attempts = config.otp_max_attempts as i32;
+    let max_attempts = config.otp.max_attempts as i32;
 
     let verify_windows = limits::verify_windows(config, ip);
     if verify_windows.iter().any(|w| w.max > 0) {
@@ -347,7 +347,7 @@ async fn why_no_attempt(
     };
     Ok(if row.consumed_at.is_some() {
         AppError::InvalidCode { attempts_left: 0 }
-    } else if row.attempts >= state.config.otp_max_attempts as i32 {
+    } else if row.attempts >= state.config.otp.max_attempts as i32 {
         // The code is burned: only a new one helps, and that is possible after the cooldown.
         crate::metrics::limit_refused("code_attempts_spent");
         AppError::RateLimited {

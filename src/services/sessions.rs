@@ -96,7 +96,7 @@ pub async fn create(
     now: DateTime<Utc>,
 ) -> AppResult<Grant> {
     let id = Uuid::new_v4().to_string();
-    let expires_at = now + state.config.session_max_lifetime;
+    let expires_at = now + state.config.tokens.session_max_lifetime;
     let insert = Query::insert()
         .into_table(sessions::Entity)
         .columns([
@@ -134,7 +134,7 @@ pub async fn touch_live(
     id: &str,
     now: DateTime<Utc>,
 ) -> AppResult<Option<Grant>> {
-    let max_lifetime = state.config.session_max_lifetime;
+    let max_lifetime = state.config.tokens.session_max_lifetime;
     let touch = Query::update()
         .table(sessions::Entity)
         .value(Column::LastUsedAt, now)
@@ -278,7 +278,7 @@ fn live(state: &AppState, now: DateTime<Utc>) -> Condition {
     Condition::all()
         .add(Column::RevokedAt.is_null())
         .add(Column::ExpiresAt.gt(now))
-        .add(Column::LastUsedAt.gt(now - state.config.refresh_token_ttl))
+        .add(Column::LastUsedAt.gt(now - state.config.tokens.refresh_ttl))
 }
 
 /// `user_id`'s live sign-ins, newest first.
@@ -333,7 +333,7 @@ pub async fn revoke(
     let rows = conn
         .query_all(conn.get_database_backend().build(&update))
         .await?;
-    let idle_before = now - state.config.refresh_token_ttl;
+    let idle_before = now - state.config.tokens.refresh_ttl;
     let mut ids = Vec::with_capacity(rows.len());
     let mut live = 0;
     for row in rows {

@@ -187,7 +187,7 @@ pub fn encode_access_token(
     grant: &Grant,
     now: DateTime<Utc>,
 ) -> AppResult<(String, i64)> {
-    let exp = (now.timestamp() + state.config.access_token_ttl.as_secs() as i64)
+    let exp = (now.timestamp() + state.config.tokens.access_ttl.as_secs() as i64)
         .min(grant.expires_at.timestamp());
     let claims = Claims {
         sub: user_id.to_string(),
@@ -275,7 +275,7 @@ async fn issue_pair(
         family_id: Set(grant.id.clone()),
         token_hash: Set(state.keys.refresh_hash(&refresh_token)),
         created_at: Set(now),
-        expires_at: Set((now + state.config.refresh_token_ttl).min(grant.expires_at)),
+        expires_at: Set((now + state.config.tokens.refresh_ttl).min(grant.expires_at)),
         revoked_at: Set(None),
         ..Default::default()
     };

@@ -659,8 +659,8 @@ fn each_provider_names_the_setting_it_is_missing() {
     }
     // The defaults: 10 s per attempt, give up when the code dies.
     let c = config(&[("OTP_TTL_SECONDS", "120")]).unwrap();
-    assert_eq!(c.sms_send_timeout, Duration::from_secs(10));
-    assert_eq!(c.sms_give_up_after, Duration::from_secs(120));
+    assert_eq!(c.sms.send_timeout, Duration::from_secs(10));
+    assert_eq!(c.sms.give_up_after, Duration::from_secs(120));
     let c = config(&[
         ("SMS_PROVIDER", "twilio"),
         ("TWILIO_ACCOUNT_SID", TWILIO_SID),
@@ -668,7 +668,7 @@ fn each_provider_names_the_setting_it_is_missing() {
         ("TWILIO_FROM", "+15005550006"),
     ])
     .unwrap();
-    let phone_auth::config::SmsProviderKind::Twilio(twilio) = &c.sms_provider else {
+    let phone_auth::config::SmsProviderKind::Twilio(twilio) = &c.sms.provider else {
         panic!("twilio expected");
     };
     assert_eq!(

@@ -17,18 +17,42 @@ fn development_defaults_work_with_no_environment() {
     let c = config(&[]).expect("defaults are valid");
     assert!(!c.is_production());
     assert!(c.jwt_secret_generated);
-    assert!(c.otp_expose);
+    assert!(c.otp.expose);
     assert_eq!(c.listen_addr.to_string(), "127.0.0.1:8000");
     assert!(c.database_url.starts_with("sqlite://phone-auth.db"));
-    assert_eq!(c.otp_length, 4);
-    assert_eq!(c.otp_ttl.as_secs(), 300);
-    assert_eq!(c.otp_max_attempts, 5);
-    assert_eq!(c.otp_resend_cooldown.as_secs(), 60);
-    assert_eq!(c.sms_delay.as_millis(), 1000);
+    assert_eq!(c.otp.length, 4);
+    assert_eq!(c.otp.ttl.as_secs(), 300);
+    assert_eq!(c.otp.max_attempts, 5);
+    assert_eq!(c.otp.resend_cooldown.as_secs(), 60);
+    assert_eq!(c.sms.delay.as_millis(), 1000);
     assert_eq!(c.default_region.code(), "RU");
-    assert_eq!(c.access_token_ttl.as_secs(), 900);
-    assert_eq!(c.refresh_token_ttl.as_secs(), 2_592_000);
+    assert_eq!(c.tokens.access_ttl.as_secs(), 900);
+    assert_eq!(c.tokens.refresh_ttl.as_secs(), 2_592_000);
     assert_eq!(c.graphql.max_body_bytes, 65536);
+    assert_eq!(c.logging.filter, None);
+    assert!(!c.logging.json && !c.logging.sql);
+}
+
+#[test]
+fn logging_is_read_with_the_rest_and_a_bad_value_is_refused() {
+    let c = config(&[
+        ("RUST_LOG", "debug,hyper=info"),
+        ("LOG_FORMAT", "JSON"),
+        ("LOG_SQL", "true"),
+    ])
+    .expect("valid");
+    assert_eq!(c.logging.filter.as_deref(), Some("debug,hyper=info"));
+    assert!(c.logging.json && c.logging.sql);
+    assert!(
+        !config(&[("LOG_FORMAT", "text")])
+            .expect("valid")
+            .logging
+            .json
+    );
+    let err = config(&[("LOG_FORMAT", "xml")]).unwrap_err();
+    assert!(err.contains("LOG_FORMAT"), "{err}");
+    let err = config(&[("LOG_SQL", "maybe")]).unwrap_err();
+    assert!(err.contains("LOG_SQL"), "{err}");
 }
 
 #[test]
@@ -63,7 +87,7 @@ fn production_refuses_exposed_codes() {
         ("SMS_PROVIDER", "console"),
     ])
     .expect("production defaults keep codes out of responses");
-    assert!(!c.otp_expose);
+    assert!(!c.otp.expose);
     let err = config(&[
         ("APP_ENV", "production"),
         ("JWT_SECRET", GOOD_SECRET),
@@ -112,7 +136,7 @@ fn a_bad_boolean_says_every_spelling_that_is_accepted() {
     }
     for (value, expected) in [("YES", true), ("off", false), ("1", true), ("No", false)] {
         let config = config(&[("OTP_EXPOSE", value)]).expect("accepted");
-        assert_eq!(config.otp_expose, expected, "OTP_EXPOSE={value}");
+        assert_eq!(config.otp.expose, expected, "OTP_EXPOSE={value}");
     }
 }
 
@@ -559,7 +583,7 @@ fn socket_and_session_settings_have_contract_defaults_and_are_validated() {
     assert_eq!(c.websocket.init_timeout.as_secs(), 10);
     assert_eq!(c.websocket.max_operations, 10);
     assert_eq!(c.websocket.max_connections_per_client, 20);
-    assert_eq!(c.session_max_lifetime.as_secs(), 7_776_000);
+    assert_eq!(c.tokens.session_max_lifetime.as_secs(), 7_776_000);
 
     let c = config(&[
         ("WS_INIT_TIMEOUT_SECONDS", "3"),
@@ -575,7 +599,7 @@ fn socket_and_session_settings_have_contract_defaults_and_are_validated() {
         "0 turns the cap off"
     );
     assert_eq!(c.websocket.max_connections_per_client, 5);
-    assert_eq!(c.session_max_lifetime.as_secs(), 86_400);
+    assert_eq!(c.tokens.session_max_lifetime.as_secs(), 86_400);
 
     for (name, value) in [
         ("WS_INIT_TIMEOUT_SECONDS", "0"),
