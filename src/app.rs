@@ -157,12 +157,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             "OTP_EXPOSE is on: codes are returned in requestCode responses (development only)"
         );
     }
-    if let SmsProviderKind::Webhook(webhook) = &config.sms.provider {
-        if config.is_production() && webhook.url.scheme() == "http" {
-            tracing::warn!(
-                "SMS_WEBHOOK_URL is plain http: messages (which hold codes) cross the network unencrypted"
-            );
-        }
+    if let SmsProviderKind::Webhook(webhook) = &config.sms.provider
+        && config.is_production()
+        && webhook.url.scheme() == "http"
+    {
+        tracing::warn!(
+            "SMS_WEBHOOK_URL is plain http: messages (which hold codes) cross the network unencrypted"
+        );
     }
     let risky: Vec<&str> = config
         .sms_guard

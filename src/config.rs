@@ -1091,12 +1091,12 @@ impl Config {
                     .into(),
             ));
         }
-        if let SmsProviderKind::Webhook(webhook) = &self.sms.provider {
-            if webhook.secret.expose_secret().len() < MIN_SECRET_BYTES {
-                return Err(ConfigError::Unsafe(format!(
-                    "SMS_WEBHOOK_SECRET is shorter than {MIN_SECRET_BYTES} bytes"
-                )));
-            }
+        if let SmsProviderKind::Webhook(webhook) = &self.sms.provider
+            && webhook.secret.expose_secret().len() < MIN_SECRET_BYTES
+        {
+            return Err(ConfigError::Unsafe(format!(
+                "SMS_WEBHOOK_SECRET is shorter than {MIN_SECRET_BYTES} bytes"
+            )));
         }
         Ok(())
     }

@@ -35,8 +35,9 @@ impl Keys {
         let secret = secret.expose_secret().as_bytes();
         let jwt = derive(secret, b"phone-auth/jwt-hs256/v1");
         Self {
-            jwt_encoding: EncodingKey::from_secret(&jwt),
-            jwt_decoding: DecodingKey::from_secret(&jwt),
+            // jsonwebtoken refuses only an empty HMAC key; this one is 32 derived bytes.
+            jwt_encoding: EncodingKey::from_secret(&jwt).expect("a 32-byte key is not empty"),
+            jwt_decoding: DecodingKey::from_secret(&jwt).expect("a 32-byte key is not empty"),
             otp: derive(secret, b"phone-auth/otp-hash/v1"),
             refresh: derive(secret, b"phone-auth/refresh-hash/v1"),
             outbox: XChaCha20Poly1305::new(&Key::from(derive(secret, b"phone-auth/sms-outbox/v1"))),

@@ -92,20 +92,20 @@ fn record_pool(db: &DatabaseConnection) {
 /// its labels and looking them up in the registry. (Resolved after `handle()` installed the
 /// recorder: `app::start` does that before any request.)
 pub fn field_resolved(field: &'static str, outcome: &'static str, seconds: f64) {
-    if outcome == "ok" {
-        if let Some(index) = ROOT_FIELDS.iter().position(|known| *known == field) {
-            static OK: [OnceLock<(Counter, Histogram)>; ROOT_FIELDS.len()] =
-                [const { OnceLock::new() }; ROOT_FIELDS.len()];
-            let (counter, histogram) = OK[index].get_or_init(|| {
-                (
-                    metrics::counter!("graphql_fields_total", "field" => field, "outcome" => "ok"),
-                    metrics::histogram!("graphql_field_duration_seconds", "field" => field),
-                )
-            });
-            counter.increment(1);
-            histogram.record(seconds);
-            return;
-        }
+    if outcome == "ok"
+        && let Some(index) = ROOT_FIELDS.iter().position(|known| *known == field)
+    {
+        static OK: [OnceLock<(Counter, Histogram)>; ROOT_FIELDS.len()] =
+            [const { OnceLock::new() }; ROOT_FIELDS.len()];
+        let (counter, histogram) = OK[index].get_or_init(|| {
+            (
+                metrics::counter!("graphql_fields_total", "field" => field, "outcome" => "ok"),
+                metrics::histogram!("graphql_field_duration_seconds", "field" => field),
+            )
+        });
+        counter.increment(1);
+        histogram.record(seconds);
+        return;
     }
     metrics::counter!("graphql_fields_total", "field" => field, "outcome" => outcome).increment(1);
     metrics::histogram!("graphql_field_duration_seconds", "field" => field).record(seconds);

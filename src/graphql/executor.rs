@@ -133,10 +133,10 @@ impl Executor for GraphqlExecutor {
         let order = ResponseOrder::of(document.clone(), request.operation_name.clone());
         let started = Instant::now();
         let mut response = schema.execute(request).await;
-        if let (Some(query), Some(document)) = (query, document) {
-            if validated(&response) {
-                self.documents.keep(&query, document);
-            }
+        if let (Some(query), Some(document)) = (query, document)
+            && validated(&response)
+        {
+            self.documents.keep(&query, document);
         }
         order.restore(&mut response);
         operation_metrics::record(&fields, &response, started.elapsed().as_secs_f64());

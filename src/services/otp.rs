@@ -149,14 +149,12 @@ pub async fn request_code(state: &AppState, phone: Phone, ip: IpAddr) -> AppResu
         txn.rollback().await?;
         return Err(err);
     }
-    if !known_user {
-        if let Err(err) = breakers.verdict(&txn, config, breaker_counts, now).await {
-            txn.rollback().await?;
-            // The caller pays as if a code had gone out (there was room: the send windows
-            // passed), so asking about a number costs the same whatever the answer.
-            limits::record(&state.db, &limits::client_code_windows(config, ip), now).await?;
-            return Err(err);
-        }
+    if !known_user && let Err(err) = breakers.verdict(&txn, config, breaker_counts, now).await {
+        txn.rollback().await?;
+        // The caller pays as if a code had gone out (there was room: the send windows
+        // passed), so asking about a number costs the same whatever the answer.
+        limits::record(&state.db, &limits::client_code_windows(config, ip), now).await?;
+        return Err(err);
     }
     let recorded = [send_windows, breakers.sent_windows(known_user)].concat();
     limits::record(&txn, &recorded, now).await?;

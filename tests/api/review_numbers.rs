@@ -221,11 +221,10 @@ async fn production_start_log(extra: &[(&str, &str)]) -> String {
             .get(format!("http://127.0.0.1:{port}/readyz"))
             .send()
             .await
+            && r.status().is_success()
         {
-            if r.status().is_success() {
-                ready = true;
-                break;
-            }
+            ready = true;
+            break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }

@@ -252,10 +252,10 @@ impl Running {
     /// may take seconds to start a debug build.
     async fn ready(&self, client: &reqwest::Client) {
         for _ in 0..3000 {
-            if let Ok(r) = client.get(format!("{}/readyz", self.base)).send().await {
-                if r.status().is_success() {
-                    return;
-                }
+            if let Ok(r) = client.get(format!("{}/readyz", self.base)).send().await
+                && r.status().is_success()
+            {
+                return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }

@@ -119,15 +119,15 @@ pub async fn get(State(state): State<HttpState>, req: axum::extract::Request) ->
         return respond(BatchResponse::Single(refused), media, rid);
     }
     // GET must never change state: refuse mutations (and subscriptions) before executing.
-    if let Some(kind) = operation_type(&mut request) {
-        if kind != OperationType::Query {
-            return request_error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                media,
-                "Mutations and subscriptions must be sent with POST.",
-                rid,
-            );
-        }
+    if let Some(kind) = operation_type(&mut request)
+        && kind != OperationType::Query
+    {
+        return request_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            media,
+            "Mutations and subscriptions must be sent with POST.",
+            rid,
+        );
     }
     execute(
         &state,
