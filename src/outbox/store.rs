@@ -10,8 +10,8 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter,
-    QueryResult, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryResult, sea_query::Expr,
 };
 
 use super::Status;
@@ -64,38 +64,34 @@ pub struct NewMessage<'a> {
 
 /// Inserts a pending message, due at once. In the caller's transaction.
 pub async fn insert(conn: &impl ConnectionTrait, message: NewMessage<'_>) -> AppResult<()> {
-    let backend = conn.get_database_backend();
-    conn.execute(db::raw(
-        backend,
-        "INSERT INTO sms_outbox (kind, otp_code_id, code_issued_at, phone, payload, status, \
-         attempts, next_attempt_at, give_up_at, created_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
-        vec![
-            message.kind.into(),
-            message.otp_code_id.into(),
-            message.issued_at.into(),
-            message.phone.as_str().into(),
-            message.sealed.into(),
-            Status::Pending.into(),
-            message.issued_at.into(),
-            message.give_up_at.into(),
-            message.issued_at.into(),
-        ],
-    ))
-    .await?;
+    let row = sms_outbox::ActiveModel {
+        kind: Set(message.kind.to_owned()),
+        otp_code_id: Set(message.otp_code_id),
+        code_issued_at: Set(message.issued_at),
+        phone: Set(message.phone.as_str().to_owned()),
+        payload: Set(Some(message.sealed)),
+        status: Set(Status::Pending),
+        attempts: Set(0),
+        next_attempt_at: Set(message.issued_at),
+        give_up_at: Set(message.give_up_at),
+        created_at: Set(message.issued_at),
+        ..Default::default()
+    };
+    sms_outbox::Entity::insert(row)
+        .exec_without_returning(conn)
+        .await?;
     Ok(())
 }
 
 /// Deletes the messages still waiting for `phone` (an account being deleted takes its queued
 /// SMS with it). In the caller's transaction.
 pub async fn delete_pending(conn: &impl ConnectionTrait, phone: &str) -> AppResult<u64> {
-    Ok(conn
-        .execute(db::raw(
-            conn.get_database_backend(),
-            "DELETE FROM sms_outbox WHERE phone = ? AND status = ?",
-            vec![phone.into(), Status::Pending.into()],
-        ))
+    Ok(sms_outbox::Entity::delete_many()
+        .filter(Column::Phone.eq(phone))
+        .filter(Column::Status.eq(Status::Pending))
+        .exec(conn)
         .await?
-        .rows_affected())
+        .rows_affected)
 }
 
 /// A pending row that [`retire`] ended.
@@ -346,29 +342,20 @@ fn truncate(error: &str) -> String {
 
 /// Pending messages that are due at `now` (in flight or waiting for a worker).
 pub async fn due(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> AppResult<i64> {
-    let backend = conn.get_database_backend();
-    let row = conn
-        .query_one(db::raw(
-            backend,
-            "SELECT COUNT(*) AS n FROM sms_outbox WHERE status = ? AND next_attempt_at <= ?",
-            vec![Status::Pending.into(), now.into()],
-        ))
+    let due = sms_outbox::Entity::find()
+        .filter(Column::Status.eq(Status::Pending))
+        .filter(Column::NextAttemptAt.lte(now))
+        .count(conn)
         .await?;
-    Ok(match row {
-        Some(row) => row.try_get("", "n")?,
-        None => 0,
-    })
+    Ok(i64::try_from(due).unwrap_or(i64::MAX))
 }
 
 /// Deletes finished rows (which hold no text any more) older than [`RETENTION`].
 pub async fn prune(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> AppResult<u64> {
-    let backend = conn.get_database_backend();
-    let result = conn
-        .execute(db::raw(
-            backend,
-            "DELETE FROM sms_outbox WHERE status <> ? AND finished_at < ?",
-            vec![Status::Pending.into(), (now - RETENTION).into()],
-        ))
-        .await?;
-    Ok(result.rows_affected())
+    Ok(sms_outbox::Entity::delete_many()
+        .filter(Column::Status.ne(Status::Pending))
+        .filter(Column::FinishedAt.lt(now - RETENTION))
+        .exec(conn)
+        .await?
+        .rows_affected)
 }

@@ -874,3 +874,30 @@ async fn outbox_row(app: &TestApp) -> sms_outbox::Model {
     assert_eq!(rows.len(), 1, "{rows:?}");
     rows.remove(0)
 }
+
+/// Finished rows go after the retention time (7 days from when they finished); a younger
+/// finished row and a pending one stay.
+#[tokio::test]
+async fn finished_rows_are_pruned_after_the_retention_time() {
+    let fake = FakeSms::start().await;
+    let app = app_with(&webhook_env(&fake), &[]).await;
+    let db = &app.state.db;
+    app.code_for(&phone(1)).await;
+    assert_eq!(app.deliver_due().await, 1);
+    app.advance(3 * 86_400);
+    app.code_for(&phone(2)).await;
+    assert_eq!(app.deliver_due().await, 1);
+    app.code_for(&phone(3)).await;
+
+    // Phone 1's row finished 7 days ago to the second: not yet older than the retention.
+    app.advance(4 * 86_400);
+    assert_eq!(store::prune(db, now(&app)).await.expect("prune"), 0);
+    app.advance(1);
+    assert_eq!(store::prune(db, now(&app)).await.expect("prune"), 1);
+    let phones: Vec<String> = outbox_rows(&app)
+        .await
+        .into_iter()
+        .map(|r| r.phone)
+        .collect();
+    assert_eq!(phones, [phone(2), phone(3)]);
+}
