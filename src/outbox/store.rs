@@ -7,6 +7,11 @@
 //! same conditional `UPDATE` is enough there. Every later write to a claimed row checks the
 //! claim token and that the row is still pending, so a worker whose lease ran out (another
 //! claim owns the row now) or whose row was superseded changes nothing.
+//!
+//! Statements go through the entity where the query builder can say them. Three stay raw SQL:
+//! the claim (an `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING`), retire
+//! (`CASE` over an `EXISTS` on `otp_codes`, with `RETURNING`) and mark sent (`RETURNING` the
+//! ids it recorded), which the builder of SeaORM 1 cannot express in one statement.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
