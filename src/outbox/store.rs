@@ -8,10 +8,11 @@
 //! claim token and that the row is still pending, so a worker whose lease ran out (another
 //! claim owns the row now) or whose row was superseded changes nothing.
 //!
-//! Statements go through the entity where the query builder can say them. Three stay raw SQL:
-//! the claim (an `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING`), retire
-//! (`CASE` over an `EXISTS` on `otp_codes`, with `RETURNING`) and mark sent (`RETURNING` the
-//! ids it recorded), which the builder of SeaORM 1 cannot express in one statement.
+//! Statements go through the entity. Three are still raw SQL: the claim (an `UPDATE … WHERE id
+//! IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING`), retire (`CASE` over an `EXISTS` on
+//! `otp_codes`, with `RETURNING`) and mark sent (`RETURNING` the ids it recorded). sea-query
+//! can build each of them; they are the outbox's concurrency contract, pinned by the tests on
+//! both databases, and moving them is the next step, not done yet.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
