@@ -130,6 +130,23 @@ async fn graphiql_is_served_to_browsers() {
         );
         assert!(html.contains("/graphql"));
     }
+    // Only a browser asking for the page gets it: a client's GET without a query gets a GraphQL
+    // error, and a browser's GET with a query runs it.
+    let r = app
+        .get(
+            "/graphql",
+            &[("accept", "application/graphql-response+json")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.body["errors"][0]["message"], "The request has no query.");
+    let r = app
+        .get(
+            "/graphql?query=%7B__typename%7D",
+            &[("accept", "text/html,application/json")],
+        )
+        .await;
+    assert_eq!(r.body["data"]["__typename"], "Query", "{:?}", r.body);
 }
 
 #[tokio::test]
