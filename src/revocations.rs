@@ -31,11 +31,17 @@ use std::{
 };
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
+    Statement,
+};
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use uuid::Uuid;
 
-use crate::{clock::Clock, db};
+use crate::{
+    clock::Clock,
+    db::entities::revoked_sessions::{self, Column},
+};
 
 const CHANNEL: &str = "phone_auth_session_revoked";
 /// Ids per `NOTIFY` (PostgreSQL payloads stop at 8000 bytes; an id is 36).
@@ -120,14 +126,11 @@ impl Revocations {
     /// Deletes the `revoked_sessions` rows too old to matter (hourly).
     pub async fn prune(&self, db: &DatabaseConnection) -> Result<u64, DbErr> {
         let oldest = self.clock.now() - self.retention;
-        let result = db
-            .execute(db::raw(
-                db.get_database_backend(),
-                "DELETE FROM revoked_sessions WHERE revoked_at <= ?",
-                vec![oldest.into()],
-            ))
+        let result = revoked_sessions::Entity::delete_many()
+            .filter(Column::RevokedAt.lte(oldest))
+            .exec(db)
             .await?;
-        Ok(result.rows_affected())
+        Ok(result.rows_affected)
     }
 
     fn elapsed_ms(&self) -> u64 {
@@ -206,17 +209,12 @@ impl Revocations {
         let began = self.elapsed_ms();
         let since = self.clock.now() - self.retention;
         // `revoked_sessions`, not `sessions`: a deleted user's sign-ins are gone from the latter.
-        let rows = db
-            .query_all(db::raw(
-                db.get_database_backend(),
-                "SELECT id, revoked_at FROM revoked_sessions WHERE revoked_at > ?",
-                vec![since.into()],
-            ))
+        let rows = revoked_sessions::Entity::find()
+            .filter(Column::RevokedAt.gt(since))
+            .all(db)
             .await?;
         let mut loaded = HashMap::with_capacity(rows.len());
-        for row in rows {
-            let id: String = row.try_get("", "id")?;
-            let at: DateTime<Utc> = row.try_get("", "revoked_at")?;
+        for revoked_sessions::Model { id, revoked_at: at } in rows {
             if let Ok(id) = Uuid::parse_str(&id) {
                 loaded.insert(id, at);
             }

@@ -14,12 +14,13 @@ use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, Header, Validation};
 use rand::RngCore;
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DatabaseTransaction, EntityTrait, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    QueryFilter, QuerySelect, TransactionTrait, sea_query::Query,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    db::{self, entities::refresh_tokens},
+    db::entities::refresh_tokens::{self, Column},
     error::{AppError, AppResult},
     services::sessions::{self, Grant, Revoke},
     state::AppState,
@@ -326,14 +327,17 @@ async fn revoke_if_active(
     hash: &str,
     now: DateTime<Utc>,
 ) -> AppResult<Option<(i64, String)>> {
-    let stmt = db::raw(
-        txn.get_database_backend(),
-        "UPDATE refresh_tokens SET revoked_at = ? \
-         WHERE token_hash = ? AND revoked_at IS NULL AND expires_at > ? \
-         RETURNING user_id, family_id",
-        vec![now.into(), hash.into(), now.into()],
-    );
-    let Some(row) = txn.query_one(stmt).await? else {
+    // The check and the rotation in one statement: of two refreshes with one token, one wins.
+    let stmt = Query::update()
+        .table(refresh_tokens::Entity)
+        .value(Column::RevokedAt, now)
+        .and_where(Column::TokenHash.eq(hash))
+        .and_where(Column::RevokedAt.is_null())
+        .and_where(Column::ExpiresAt.gt(now))
+        .returning(Query::returning().columns([Column::UserId, Column::FamilyId]))
+        .to_owned();
+    let backend = txn.get_database_backend();
+    let Some(row) = txn.query_one(backend.build(&stmt)).await? else {
         return Ok(None);
     };
     Ok(Some((
@@ -372,26 +376,20 @@ async fn family_of(
     which: Token,
     now: DateTime<Utc>,
 ) -> AppResult<Option<String>> {
-    let (condition, mut values) = match which {
-        Token::Active => (
-            "revoked_at IS NULL AND expires_at > ?",
-            vec![sea_orm::Value::from(now)],
-        ),
-        Token::Rotated => ("revoked_at IS NOT NULL", Vec::new()),
+    let which = match which {
+        Token::Active => Condition::all()
+            .add(Column::RevokedAt.is_null())
+            .add(Column::ExpiresAt.gt(now)),
+        Token::Rotated => Condition::all().add(Column::RevokedAt.is_not_null()),
     };
-    values.insert(0, hash.into());
-    let row = state
-        .db
-        .query_one(db::raw(
-            state.db.get_database_backend(),
-            &format!("SELECT family_id FROM refresh_tokens WHERE token_hash = ? AND {condition}"),
-            values,
-        ))
-        .await?;
-    Ok(match row {
-        Some(row) => Some(row.try_get("", "family_id")?),
-        None => None,
-    })
+    Ok(refresh_tokens::Entity::find()
+        .select_only()
+        .column(Column::FamilyId)
+        .filter(Column::TokenHash.eq(hash))
+        .filter(which)
+        .into_tuple::<String>()
+        .one(&state.db)
+        .await?)
 }
 
 /// Revokes the sign-in a refresh token belongs to. True when the token was valid (its sign-in
