@@ -118,8 +118,9 @@ pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
     .map(|_| ())
 }
 
-/// A statement written with `?` placeholders, numbered `$1, $2, …` for PostgreSQL. For the few
-/// queries the query builder cannot express (window functions); the SQL must hold no other `?`.
+/// A statement written with `?` placeholders, numbered `$1, $2, …` for PostgreSQL. For the one
+/// query the builder cannot express (`services::users::invitees_of`, the per-inviter pages); the
+/// SQL must hold no other `?`.
 pub fn raw(backend: DatabaseBackend, sql: &str, values: Vec<Value>) -> Statement {
     let sql = match backend {
         DatabaseBackend::Postgres => {
@@ -139,9 +140,4 @@ pub fn raw(backend: DatabaseBackend, sql: &str, values: Vec<Value>) -> Statement
         _ => sql.to_owned(),
     };
     Statement::from_sql_and_values(backend, sql, values)
-}
-
-/// `?, ?, ?` for an `IN (…)` list of `n` values.
-pub fn placeholders(n: usize) -> String {
-    vec!["?"; n].join(", ")
 }

@@ -8,23 +8,23 @@
 //! claim token and that the row is still pending, so a worker whose lease ran out (another
 //! claim owns the row now) or whose row was superseded changes nothing.
 //!
-//! Statements go through the entity. Three are still raw SQL: the claim (an `UPDATE … WHERE id
-//! IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING`), retire (`CASE` over an `EXISTS` on
-//! `otp_codes`, with `RETURNING`) and mark sent (`RETURNING` the ids it recorded). sea-query
-//! can build each of them; they are the outbox's concurrency contract, pinned by the tests on
-//! both databases, and moving them is the next step, not done yet.
+//! Every statement is built with the entity or sea-query; the ones that answer rows
+//! (`RETURNING`) are built with sea-query and run with `query_all`, as SeaORM 1's entity
+//! executors only use `RETURNING` on SQLite behind a feature flag.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryResult, sea_query::Expr,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, Order, PaginatorTrait,
+    QueryFilter, QueryResult,
+    sea_query::{Expr, Func, LockBehavior, LockType, Query},
 };
 
 use super::Status;
 use crate::{
-    db::{
-        self,
-        entities::sms_outbox::{self, Column},
+    db::entities::{
+        otp_codes,
+        sms_outbox::{self, Column},
     },
     domain::phone::Phone,
     error::AppResult,
@@ -46,8 +46,30 @@ pub mod kind {
 /// The condition "this message is still worth sending": a notice always is; a code only while
 /// it is the phone's current code (a phone's `otp_codes` row is reused for each new code, with
 /// a new `created_at`).
-const CODE_IS_CURRENT: &str = "(sms_outbox.kind = 'notice' OR EXISTS (SELECT 1 FROM otp_codes \
-     WHERE otp_codes.id = sms_outbox.otp_code_id AND otp_codes.created_at = sms_outbox.code_issued_at))";
+fn code_is_current() -> Condition {
+    let same_code = Query::select()
+        .expr(Expr::val(1))
+        .from(otp_codes::Entity)
+        .and_where(
+            Expr::col((otp_codes::Entity, otp_codes::Column::Id))
+                .equals((sms_outbox::Entity, Column::OtpCodeId)),
+        )
+        .and_where(
+            Expr::col((otp_codes::Entity, otp_codes::Column::CreatedAt))
+                .equals((sms_outbox::Entity, Column::CodeIssuedAt)),
+        )
+        .to_owned();
+    Condition::any()
+        .add(Expr::col((sms_outbox::Entity, Column::Kind)).eq(kind::NOTICE))
+        .add(Expr::exists(same_code))
+}
+
+/// No lease, or one that ran out.
+fn not_leased(now: DateTime<Utc>) -> Condition {
+    Condition::any()
+        .add(Column::LockedUntil.is_null())
+        .add(Column::LockedUntil.lte(now))
+}
 
 /// What the sealed text is bound to: its row's phone and code.
 pub fn context(phone: &str, issued_at: DateTime<Utc>) -> [Vec<u8>; 2] {
@@ -113,31 +135,47 @@ pub struct Retired {
 /// code was replaced by a newer one (`superseded`: that code no longer works) and those whose
 /// give-up time passed (`undeliverable`, e.g. every instance was down).
 pub async fn retire(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> AppResult<Vec<Retired>> {
+    const NOT_SENT_IN_TIME: &str = "not sent before the give-up time";
+    let retire = Query::update()
+        .table(sms_outbox::Entity)
+        .value(
+            Column::Status,
+            Expr::case(code_is_current(), Status::Undeliverable).finally(Status::Superseded),
+        )
+        .value(
+            Column::LastError,
+            Expr::case(
+                code_is_current(),
+                Func::coalesce([
+                    Expr::col(Column::LastError).into(),
+                    Expr::val(NOT_SENT_IN_TIME).into(),
+                ]),
+            )
+            .finally(Expr::col(Column::LastError)),
+        )
+        .value(Column::Payload, Option::<Vec<u8>>::None)
+        .value(Column::FinishedAt, now)
+        .value(Column::LockedUntil, Option::<DateTime<Utc>>::None)
+        .value(Column::ClaimToken, Option::<String>::None)
+        .cond_where(
+            Condition::all()
+                .add(Column::Status.eq(Status::Pending))
+                .add(not_leased(now))
+                .add(
+                    Condition::any()
+                        .add(Column::GiveUpAt.lte(now))
+                        .add(code_is_current().not()),
+                ),
+        )
+        .returning(Query::returning().columns([
+            Column::Id,
+            Column::Phone,
+            Column::Attempts,
+            Column::Status,
+        ]))
+        .to_owned();
     let backend = conn.get_database_backend();
-    let sql = format!(
-        "UPDATE sms_outbox SET \
-           status = CASE WHEN {CODE_IS_CURRENT} THEN ? ELSE ? END, \
-           last_error = CASE WHEN {CODE_IS_CURRENT} \
-             THEN COALESCE(last_error, 'not sent before the give-up time') ELSE last_error END, \
-           payload = NULL, finished_at = ?, locked_until = NULL, claim_token = NULL \
-         WHERE status = ? AND (locked_until IS NULL OR locked_until <= ?) \
-           AND (give_up_at <= ? OR NOT {CODE_IS_CURRENT}) \
-         RETURNING id, phone, attempts, status"
-    );
-    let rows = conn
-        .query_all(db::raw(
-            backend,
-            &sql,
-            vec![
-                Status::Undeliverable.into(),
-                Status::Superseded.into(),
-                now.into(),
-                Status::Pending.into(),
-                now.into(),
-                now.into(),
-            ],
-        ))
-        .await?;
+    let rows = conn.query_all(backend.build(&retire)).await?;
     rows.iter()
         .map(|row| {
             Ok(Retired {
@@ -172,38 +210,41 @@ pub async fn claim(
     lease_until: DateTime<Utc>,
     limit: i64,
 ) -> AppResult<Vec<Claimed>> {
-    let backend = conn.get_database_backend();
     let token = uuid::Uuid::new_v4().to_string();
     // PostgreSQL: rows another instance is claiming right now are skipped, not waited for; a
     // row whose lease was taken after our snapshot is re-checked by the row lock and dropped.
-    // SQLite: one writer at a time, so the subquery and the update see the same rows.
-    let lock = match backend {
-        DatabaseBackend::Postgres => " FOR UPDATE SKIP LOCKED",
-        _ => "",
-    };
-    let sql = format!(
-        "UPDATE sms_outbox SET locked_until = ?, claim_token = ?, attempts = attempts + 1 \
-         WHERE id IN (SELECT id FROM sms_outbox \
-           WHERE status = ? AND next_attempt_at <= ? AND give_up_at > ? \
-             AND (locked_until IS NULL OR locked_until <= ?) AND {CODE_IS_CURRENT} \
-           ORDER BY next_attempt_at, id LIMIT ?{lock}) \
-         RETURNING id, phone, payload, code_issued_at, attempts, give_up_at"
-    );
-    let rows = conn
-        .query_all(db::raw(
-            backend,
-            &sql,
-            vec![
-                lease_until.into(),
-                token.clone().into(),
-                Status::Pending.into(),
-                now.into(),
-                now.into(),
-                now.into(),
-                limit.into(),
-            ],
-        ))
-        .await?;
+    // SQLite: one writer at a time, so the subquery and the update see the same rows (its
+    // query builder writes no lock clause).
+    let due = Query::select()
+        .column(Column::Id)
+        .from(sms_outbox::Entity)
+        .and_where(Column::Status.eq(Status::Pending))
+        .and_where(Column::NextAttemptAt.lte(now))
+        .and_where(Column::GiveUpAt.gt(now))
+        .cond_where(not_leased(now))
+        .cond_where(code_is_current())
+        .order_by(Column::NextAttemptAt, Order::Asc)
+        .order_by(Column::Id, Order::Asc)
+        .limit(u64::try_from(limit).unwrap_or(0))
+        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+        .to_owned();
+    let claim = Query::update()
+        .table(sms_outbox::Entity)
+        .value(Column::LockedUntil, lease_until)
+        .value(Column::ClaimToken, token.as_str())
+        .value(Column::Attempts, Expr::col(Column::Attempts).add(1))
+        .and_where(Column::Id.in_subquery(due))
+        .returning(Query::returning().columns([
+            Column::Id,
+            Column::Phone,
+            Column::Payload,
+            Column::CodeIssuedAt,
+            Column::Attempts,
+            Column::GiveUpAt,
+        ]))
+        .to_owned();
+    let backend = conn.get_database_backend();
+    let rows = conn.query_all(backend.build(&claim)).await?;
     rows.iter()
         .map(|row| claimed(row, &token))
         .collect::<Result<_, _>>()
@@ -233,23 +274,23 @@ pub async fn mark_sent(
     let Some(first) = rows.first() else {
         return Ok(Vec::new());
     };
-    let backend = conn.get_database_backend();
-    let sql = format!(
-        "UPDATE sms_outbox SET status = ?, payload = NULL, finished_at = ?, \
-         locked_until = NULL, claim_token = NULL, last_error = NULL \
-         WHERE claim_token = ? AND status = ? AND id IN ({}) RETURNING id",
-        db::placeholders(rows.len())
-    );
     // A pass claims all its rows under one token.
-    let mut values: Vec<sea_orm::Value> = vec![
-        Status::Sent.into(),
-        now.into(),
-        first.token.clone().into(),
-        Status::Pending.into(),
-    ];
-    values.extend(rows.iter().map(|row| row.id.into()));
+    let sent = Query::update()
+        .table(sms_outbox::Entity)
+        .value(Column::Status, Status::Sent)
+        .value(Column::Payload, Option::<Vec<u8>>::None)
+        .value(Column::FinishedAt, now)
+        .value(Column::LockedUntil, Option::<DateTime<Utc>>::None)
+        .value(Column::ClaimToken, Option::<String>::None)
+        .value(Column::LastError, Option::<String>::None)
+        .and_where(Column::ClaimToken.eq(first.token.as_str()))
+        .and_where(Column::Status.eq(Status::Pending))
+        .and_where(Column::Id.is_in(rows.iter().map(|row| row.id)))
+        .returning_col(Column::Id)
+        .to_owned();
+    let backend = conn.get_database_backend();
     Ok(conn
-        .query_all(db::raw(backend, &sql, values))
+        .query_all(backend.build(&sent))
         .await?
         .iter()
         .map(|row| row.try_get("", "id"))
