@@ -820,12 +820,7 @@ async fn a_worker_whose_lease_ran_out_changes_nothing() {
             .await
             .expect("finish")
     );
-    store::retry_later(db, late, later, "late")
-        .await
-        .expect("retry");
-    store::put_back(db, late, later, "late")
-        .await
-        .expect("put back");
+    release_late(db, late, later).await;
     assert!(
         store::mark_sent(db, &[late], now(&app))
             .await
@@ -853,16 +848,21 @@ async fn a_worker_whose_lease_ran_out_changes_nothing() {
         .await
         .expect("finish")
     );
-    store::retry_later(db, late, later, "late")
-        .await
-        .expect("retry");
-    store::put_back(db, late, later, "late")
-        .await
-        .expect("put back");
+    release_late(db, late, later).await;
     let row = outbox_row(&app).await;
     assert_eq!(row.status, Status::Undeliverable);
     assert_eq!(row.attempts, 2);
     assert_eq!(row.last_error.as_deref(), Some("given up"));
+}
+
+/// A late worker's two ways of letting go of a row: a retry, and a put-back.
+async fn release_late(db: &sea_orm::DatabaseConnection, late: &store::Claimed, at: DateTime<Utc>) {
+    store::retry_later(db, late, at, "late")
+        .await
+        .expect("retry");
+    store::put_back(db, late, at, "late")
+        .await
+        .expect("put back");
 }
 
 /// The one outbox row, as the entity reads it.
