@@ -307,7 +307,7 @@ async fn subscription_events_keep_the_selection_order() {
     use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
 
-    use crate::subscriptions::{connect, serve, start, wait_until_subscribed};
+    use crate::socket_client::{connect, serve, start, wait_until_subscribed};
 
     let app = TestApp::spawn().await;
     let addr = serve(&app).await;

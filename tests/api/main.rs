@@ -22,6 +22,7 @@ mod races;
 mod review_numbers;
 mod schema_file;
 mod sessions;
+mod socket_client;
 mod sockets;
 mod startup;
 mod statements;

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     helpers::{TestApp, assert_code, assert_ok, error_code, phone},
-    subscriptions::{connect, next_json, serve, start},
+    socket_client::{connect, next_json, serve, start},
 };
 
 const JSON: (&str, &str) = ("content-type", "application/json");

@@ -11,26 +11,34 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::{
-    MaybeTlsStream, connect_async,
-    tungstenite::{self, Message, client::IntoClientRequest, http::HeaderValue},
+    connect_async,
+    tungstenite::{self, Message, http::HeaderValue},
 };
 
 use crate::{
     helpers::{TestApp, assert_code, assert_ok, phone},
-    subscriptions::{Socket, connect, next_for, serve, start, subscribe, wait_until_subscribed},
+    socket_client::{
+        Socket, connect, handshake_request, next_for, raw_tcp, serve, serve_on, start, subscribe,
+        wait_until_subscribed,
+    },
 };
 
 const JOINED: &str = "subscription { invitedUserJoined { id } }";
 
 /// A handshake with `headers`; the HTTP status when it is refused.
 async fn handshake(addr: SocketAddr, headers: &[(&str, &str)]) -> Result<Socket, u16> {
-    let mut request = format!("ws://{addr}/graphql")
-        .into_client_request()
-        .expect("request");
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        HeaderValue::from_static("graphql-transport-ws"),
-    );
+    handshake_with_body(addr, headers)
+        .await
+        .map_err(|(status, _)| status)
+}
+
+/// A graphql-transport-ws handshake with `headers` (`sec-websocket-protocol` among them unless
+/// `headers` sets it); when refused, the HTTP status and the JSON body.
+async fn handshake_with_body(
+    addr: SocketAddr,
+    headers: &[(&str, &str)],
+) -> Result<Socket, (u16, Value)> {
+    let mut request = handshake_request(addr);
     for (name, value) in headers {
         request.headers_mut().insert(
             tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
@@ -39,7 +47,11 @@ async fn handshake(addr: SocketAddr, headers: &[(&str, &str)]) -> Result<Socket,
     }
     match connect_async(request).await {
         Ok((socket, _)) => Ok(socket),
-        Err(tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
+        Err(tungstenite::Error::Http(response)) => {
+            let body = response.body().as_deref().unwrap_or_default();
+            let json = serde_json::from_slice(body).unwrap_or(Value::Null);
+            Err((response.status().as_u16(), json))
+        }
         Err(other) => panic!("handshake failed: {other}"),
     }
 }
@@ -112,12 +124,12 @@ async fn queries_and_mutations_over_the_socket_run_nothing() {
 async fn the_upgrade_checks_the_origin_like_cors() {
     let app = TestApp::with_env(&[("CORS_ALLOWED_ORIGINS", "https://app.example")]).await;
     let addr = serve(&app).await;
-    assert_eq!(
-        handshake(addr, &[("origin", "https://evil.example")])
-            .await
-            .err(),
-        Some(403)
-    );
+    let (status, body) = handshake_with_body(addr, &[("origin", "https://evil.example")])
+        .await
+        .expect_err("refused");
+    assert_eq!(status, 403);
+    assert_eq!(body["errors"][0]["extensions"]["code"], "FORBIDDEN");
+    assert!(body["errors"][0]["extensions"].get("retryAfter").is_none());
     assert_eq!(
         handshake(addr, &[("origin", "null")]).await.err(),
         Some(403)
@@ -196,59 +208,6 @@ async fn assert_still_serving(app: &TestApp, addr: SocketAddr) {
     assert_eq!(app.get("/healthz", &[]).await.status, 200);
 }
 
-/// The socket's TCP stream, for writing raw frames no client library would send.
-fn raw_tcp(socket: &mut Socket) -> &mut tokio::net::TcpStream {
-    let MaybeTlsStream::Plain(tcp) = socket.get_mut() else {
-        panic!("a plain TCP socket")
-    };
-    tcp
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peer_that_floods_pings_and_never_reads_cannot_grow_the_servers_memory() {
-    // Each ping is answered with a pong. A peer that never reads leaves them in the socket's
-    // write buffer, which must stay capped (about 1 MiB) instead of growing by what the peer
-    // uploads: 160 MiB of pings here. The test's process is the server's, so its RSS tells.
-    const FLOOD_BYTES: usize = 160 * 1024 * 1024;
-    let app = TestApp::spawn().await;
-    let addr = serve(&app).await;
-    let mut socket = connect(addr, None).await;
-    // Masked ping frames with the largest control payload (125 bytes), written raw: a client
-    // library would also read, and this peer must not.
-    let mut frame = vec![0x89, 0x80 | 125, 1, 2, 3, 4];
-    frame.extend(std::iter::repeat_n(b'p', 125));
-    let chunk: Vec<u8> = frame.repeat((1024 * 1024) / frame.len());
-    let before = rss_kib();
-    let tcp = raw_tcp(&mut socket);
-    let mut sent = 0;
-    while sent < FLOOD_BYTES {
-        // The server may close the socket once its write buffer is full; that is a pass too.
-        if tcp.write_all(&chunk).await.is_err() {
-            break;
-        }
-        sent += chunk.len();
-    }
-    // Let the server read what is still in flight.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let grown_mib = rss_kib().saturating_sub(before) / 1024;
-    assert!(
-        grown_mib < 48,
-        "RSS grew {grown_mib} MiB while a peer sent {} MiB of pings and read nothing",
-        sent / (1024 * 1024)
-    );
-    assert_still_serving(&app, addr).await;
-}
-
-/// This process's resident memory (Linux), in KiB.
-fn rss_kib() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_operations_per_socket_are_capped() {
     let app = TestApp::with_env(&[("WS_MAX_OPERATIONS", "2")]).await;
@@ -282,18 +241,36 @@ async fn sockets_per_client_are_capped() {
     let addr = serve(&app).await;
     let first = connect(addr, None).await;
     let _second = connect(addr, None).await;
-    assert_eq!(handshake(addr, &[]).await.err(), Some(429));
+    let (status, body) = handshake_with_body(addr, &[]).await.expect_err("refused");
+    assert_eq!(status, 429);
+    assert_eq!(body["errors"][0]["extensions"]["code"], "RATE_LIMITED");
+    assert_eq!(body["errors"][0]["extensions"]["retryAfter"], 1);
     drop(first);
     // The place is freed when the server sees the socket end.
-    let mut freed = false;
+    let mut third = None;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        if handshake(addr, &[]).await.is_ok() {
-            freed = true;
+        if let Ok(socket) = handshake(addr, &[]).await {
+            third = Some(socket);
             break;
         }
     }
-    assert!(freed, "a closed socket kept its place");
+    assert!(third.is_some(), "a closed socket kept its place");
+    // Freeing one place kept the count of the others: two are open again, so no third.
+    assert_eq!(handshake(addr, &[]).await.err(), Some(429));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_without_the_graphql_ws_subprotocol_is_refused() {
+    let app = TestApp::spawn().await;
+    let addr = serve(&app).await;
+    for protocol in ["", "graphql-ws", "chat"] {
+        let (status, body) = handshake_with_body(addr, &[("sec-websocket-protocol", protocol)])
+            .await
+            .expect_err("refused");
+        assert_eq!(status, 400, "{protocol:?}");
+        assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
+    }
 }
 
 /// The socket's viewer lasts as long as its access token.
@@ -440,15 +417,7 @@ async fn sockets_over_ipv6_are_served_and_counted_per_address() {
         eprintln!("no IPv6 loopback here; skipped");
         return;
     };
-    let v6 = listener.local_addr().expect("addr");
-    let router = app.router.clone();
-    tokio::spawn(async move {
-        let _ = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await;
-    });
+    let v6 = serve_on(&app, listener);
     let v4 = serve(&app).await;
     let _one = connect(v6, None).await;
     assert_eq!(handshake(v6, &[]).await.err(), Some(429));
