@@ -18,8 +18,8 @@ use tokio_tungstenite::{
 use crate::{
     helpers::{TestApp, assert_code, assert_ok, phone},
     socket_client::{
-        Socket, connect, handshake_request, next_for, raw_tcp, serve, serve_on, start, subscribe,
-        wait_until_subscribed,
+        Socket, connect, handshake_request, next_for, next_json, raw_tcp, serve, serve_on, start,
+        subscribe, wait_until_subscribed,
     },
 };
 
@@ -206,6 +206,44 @@ async fn assert_still_serving(app: &TestApp, addr: SocketAddr) {
         "UNAUTHENTICATED"
     );
     assert_eq!(app.get("/healthz", &[]).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_pings_are_answered_pongs_are_taken_and_an_empty_id_is_invalid() {
+    let app = TestApp::spawn().await;
+    let addr = serve(&app).await;
+    let mut socket = connect(addr, None).await;
+    let send = |message: Value| Message::text(message.to_string());
+    socket
+        .send(send(json!({ "type": "ping", "payload": { "n": 1 } })))
+        .await
+        .expect("send ping");
+    assert_eq!(
+        next_json(&mut socket).await,
+        json!({ "type": "pong", "payload": { "n": 1 } })
+    );
+    // An unsolicited pong is allowed (the protocol's heartbeat) and changes nothing.
+    socket
+        .send(send(json!({ "type": "pong" })))
+        .await
+        .expect("send pong");
+    start(&mut socket, "1", JOINED).await;
+    let message = next_for(&mut socket, "1").await;
+    assert_eq!(
+        message["payload"]["errors"][0]["extensions"]["code"],
+        "UNAUTHENTICATED"
+    );
+    // An operation id may not be empty.
+    socket
+        .send(send(
+            json!({ "id": "", "type": "subscribe", "payload": { "query": JOINED } }),
+        ))
+        .await
+        .expect("send subscribe");
+    assert_eq!(
+        close_code(&mut socket, Duration::from_secs(5)).await,
+        Some(4400)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
