@@ -17,7 +17,7 @@ use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, Order, PaginatorTrait,
     QueryFilter, QueryResult,
-    sea_query::{Expr, Func, LockBehavior, LockType, Query},
+    sea_query::{Expr, Func, LockBehavior, LockType, Query, SimpleExpr, UpdateStatement},
 };
 
 use super::Status;
@@ -136,44 +136,35 @@ pub struct Retired {
 /// give-up time passed (`undeliverable`, e.g. every instance was down).
 pub async fn retire(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> AppResult<Vec<Retired>> {
     const NOT_SENT_IN_TIME: &str = "not sent before the give-up time";
-    let retire = Query::update()
-        .table(sms_outbox::Entity)
-        .value(
-            Column::Status,
-            Expr::case(code_is_current(), Status::Undeliverable).finally(Status::Superseded),
+    let retire = ending(
+        Expr::case(code_is_current(), Status::Undeliverable).finally(Status::Superseded),
+        Expr::case(
+            code_is_current(),
+            Func::coalesce([
+                Expr::col(Column::LastError).into(),
+                Expr::val(NOT_SENT_IN_TIME).into(),
+            ]),
         )
-        .value(
-            Column::LastError,
-            Expr::case(
-                code_is_current(),
-                Func::coalesce([
-                    Expr::col(Column::LastError).into(),
-                    Expr::val(NOT_SENT_IN_TIME).into(),
-                ]),
-            )
-            .finally(Expr::col(Column::LastError)),
-        )
-        .value(Column::Payload, Option::<Vec<u8>>::None)
-        .value(Column::FinishedAt, now)
-        .value(Column::LockedUntil, Option::<DateTime<Utc>>::None)
-        .value(Column::ClaimToken, Option::<String>::None)
-        .cond_where(
-            Condition::all()
-                .add(Column::Status.eq(Status::Pending))
-                .add(not_leased(now))
-                .add(
-                    Condition::any()
-                        .add(Column::GiveUpAt.lte(now))
-                        .add(code_is_current().not()),
-                ),
-        )
-        .returning(Query::returning().columns([
-            Column::Id,
-            Column::Phone,
-            Column::Attempts,
-            Column::Status,
-        ]))
-        .to_owned();
+        .finally(Expr::col(Column::LastError)),
+        now,
+    )
+    .cond_where(
+        Condition::all()
+            .add(Column::Status.eq(Status::Pending))
+            .add(not_leased(now))
+            .add(
+                Condition::any()
+                    .add(Column::GiveUpAt.lte(now))
+                    .add(code_is_current().not()),
+            ),
+    )
+    .returning(Query::returning().columns([
+        Column::Id,
+        Column::Phone,
+        Column::Attempts,
+        Column::Status,
+    ]))
+    .to_owned();
     let backend = conn.get_database_backend();
     let rows = conn.query_all(backend.build(&retire)).await?;
     rows.iter()
@@ -275,14 +266,7 @@ pub async fn mark_sent(
         return Ok(Vec::new());
     };
     // A pass claims all its rows under one token.
-    let sent = Query::update()
-        .table(sms_outbox::Entity)
-        .value(Column::Status, Status::Sent)
-        .value(Column::Payload, Option::<Vec<u8>>::None)
-        .value(Column::FinishedAt, now)
-        .value(Column::LockedUntil, Option::<DateTime<Utc>>::None)
-        .value(Column::ClaimToken, Option::<String>::None)
-        .value(Column::LastError, Option::<String>::None)
+    let sent = ending(Status::Sent, Option::<String>::None, now)
         .and_where(Column::ClaimToken.eq(first.token.as_str()))
         .and_where(Column::Status.eq(Status::Pending))
         .and_where(Column::Id.is_in(rows.iter().map(|row| row.id)))
@@ -315,20 +299,31 @@ pub async fn finish(
     error: Option<&str>,
     now: DateTime<Utc>,
 ) -> AppResult<bool> {
-    let result = sms_outbox::Entity::update_many()
-        .col_expr(Column::Status, Expr::value(status))
-        .col_expr(Column::Payload, Expr::value(Option::<Vec<u8>>::None))
-        .col_expr(Column::FinishedAt, Expr::value(now))
-        .col_expr(
-            Column::LockedUntil,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
-        .col_expr(Column::ClaimToken, Expr::value(Option::<String>::None))
-        .col_expr(Column::LastError, Expr::value(error.map(truncate)))
-        .filter(still_held(row))
-        .exec(conn)
-        .await?;
-    Ok(result.rows_affected == 1)
+    let finished = ending(status, error.map(truncate), now)
+        .cond_where(still_held(row))
+        .to_owned();
+    let backend = conn.get_database_backend();
+    let result = conn.execute(backend.build(&finished)).await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// The update that ends a row (sent, undeliverable, superseded): its status and last error,
+/// its text wiped, its lease and claim token cleared (so no late worker's write matches it).
+/// The caller adds which rows.
+fn ending(
+    status: impl Into<SimpleExpr>,
+    last_error: impl Into<SimpleExpr>,
+    now: DateTime<Utc>,
+) -> UpdateStatement {
+    Query::update()
+        .table(sms_outbox::Entity)
+        .value(Column::Status, status)
+        .value(Column::LastError, last_error)
+        .value(Column::Payload, Option::<Vec<u8>>::None)
+        .value(Column::FinishedAt, now)
+        .value(Column::LockedUntil, Option::<DateTime<Utc>>::None)
+        .value(Column::ClaimToken, Option::<String>::None)
+        .to_owned()
 }
 
 /// Releases a row we still hold after a failed attempt, due again at `retry_at`.
