@@ -261,10 +261,10 @@ pub struct Config {
     pub otp: OtpSettings,
     pub sms: SmsSettings,
     pub default_region: Region,
-    pub admin_phones: BTreeSet<String>,
+    pub admin_phones: BTreeSet<Phone>,
     pub tokens: TokenSettings,
     pub limits: Limits,
-    pub sms_allowed_regions: BTreeSet<String>,
+    pub sms_allowed_regions: BTreeSet<Region>,
     pub sms_guard: SmsGuard,
     pub trust_proxy_headers: bool,
     /// `IP_V6_PREFIX`: IPv6 clients are counted per network of this many bits
@@ -275,7 +275,7 @@ pub struct Config {
     pub graphql: GraphqlLimits,
     pub websocket: WebSocketLimits,
     /// `TEST_PHONE_NUMBERS`: review and end-to-end numbers (E.164 → fixed code) that get no SMS.
-    pub test_phone_numbers: BTreeMap<String, String>,
+    pub test_phone_numbers: BTreeMap<Phone, String>,
     pub sms_text: SmsText,
     /// How recent the verifyCode behind a sign-in must be for deleteAccount
     /// (`REAUTH_MAX_AGE_SECONDS`).
@@ -586,7 +586,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         &self,
         region: Region,
         otp_length: usize,
-    ) -> Result<BTreeMap<String, String>, ConfigError> {
+    ) -> Result<BTreeMap<Phone, String>, ConfigError> {
         let name = "TEST_PHONE_NUMBERS";
         let invalid = |message: String| ConfigError::Invalid { name, message };
         let mut numbers = BTreeMap::new();
@@ -603,12 +603,10 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
                     phone.as_str()
                 )));
             }
-            if numbers
-                .insert(phone.as_str().to_owned(), code.to_owned())
-                .is_some()
-            {
+            if numbers.contains_key(&phone) {
                 return Err(invalid(format!("{} is listed twice", phone.as_str())));
             }
+            numbers.insert(phone, code.to_owned());
         }
         Ok(numbers)
     }
@@ -846,28 +844,24 @@ impl Config {
         }
 
         let default_region: Region = r.parse("DEFAULT_REGION", Region::default())?;
-        let admin_phones: BTreeSet<String> = r
+        let admin_phones: BTreeSet<Phone> = r
             .list("ADMIN_PHONES")
             .iter()
             .map(|raw| {
-                Phone::parse(raw, default_region)
-                    .map(|p| p.as_str().to_owned())
-                    .map_err(|_| ConfigError::Invalid {
-                        name: "ADMIN_PHONES",
-                        message: format!("not a phone number: {raw:?}"),
-                    })
+                Phone::parse(raw, default_region).map_err(|_| ConfigError::Invalid {
+                    name: "ADMIN_PHONES",
+                    message: format!("not a phone number: {raw:?}"),
+                })
             })
             .collect::<Result<_, _>>()?;
-        let sms_allowed_regions = r
+        let sms_allowed_regions: BTreeSet<Region> = r
             .list("SMS_ALLOWED_REGIONS")
             .iter()
             .map(|raw| {
-                raw.parse::<Region>()
-                    .map(|region| region.code().to_owned())
-                    .map_err(|e| ConfigError::Invalid {
-                        name: "SMS_ALLOWED_REGIONS",
-                        message: e.to_string(),
-                    })
+                raw.parse::<Region>().map_err(|e| ConfigError::Invalid {
+                    name: "SMS_ALLOWED_REGIONS",
+                    message: e.to_string(),
+                })
             })
             .collect::<Result<_, _>>()?;
 
@@ -889,7 +883,8 @@ impl Config {
             return Err(ConfigError::Invalid {
                 name: "TEST_PHONE_NUMBERS",
                 message: format!(
-                    "{admin} is in ADMIN_PHONES: an admin may not sign in with a fixed code"
+                    "{} is in ADMIN_PHONES: an admin may not sign in with a fixed code",
+                    admin.as_str()
                 ),
             });
         }

@@ -1,6 +1,6 @@
 //! Phone numbers, normalised to E.164 with libphonenumber's rules (the `phonenumber` crate).
 
-use std::{fmt, str::FromStr};
+use std::{borrow::Borrow, cmp::Ordering, fmt, hash, str::FromStr};
 
 use phonenumber::{Mode, country};
 
@@ -19,6 +19,25 @@ pub struct Region(country::Id);
 impl Region {
     pub fn code(&self) -> &str {
         self.0.as_ref()
+    }
+}
+
+/// Regions order and compare by their code, so a set of them can be asked about a `&str`.
+impl Ord for Region {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.code().cmp(other.code())
+    }
+}
+
+impl PartialOrd for Region {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Borrow<str> for Region {
+    fn borrow(&self) -> &str {
+        self.code()
     }
 }
 
@@ -43,7 +62,12 @@ impl FromStr for Region {
 }
 
 /// A valid phone number in E.164 (`+79123456789`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+///
+/// Two phones are the same number when their E.164 forms are: equality, order and hash look
+/// at nothing else (what libphonenumber told us about the number is not part of its identity,
+/// and a phone rebuilt from storage knows none of it), so a set of phones can be asked about
+/// the `&str` a user row holds.
+#[derive(Clone, Debug)]
 pub struct Phone {
     e164: String,
     region: Option<String>,
@@ -141,6 +165,38 @@ impl Phone {
         let head: String = chars[..5].iter().collect();
         let tail: String = chars[chars.len() - 4..].iter().collect();
         format!("{head}***{tail}")
+    }
+}
+
+impl PartialEq for Phone {
+    fn eq(&self, other: &Self) -> bool {
+        self.e164 == other.e164
+    }
+}
+
+impl Eq for Phone {}
+
+impl hash::Hash for Phone {
+    fn hash<H: hash::Hasher>(&self, state: &mut H) {
+        self.e164.hash(state);
+    }
+}
+
+impl Ord for Phone {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.e164.cmp(&other.e164)
+    }
+}
+
+impl PartialOrd for Phone {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Borrow<str> for Phone {
+    fn borrow(&self) -> &str {
+        &self.e164
     }
 }
 
@@ -250,6 +306,32 @@ mod tests {
         assert_eq!(phone.country_key(), "RU");
         let satellite = Phone::parse("+8823421234", Region::default()).unwrap();
         assert_eq!(satellite.country_key(), "+882");
+    }
+
+    #[test]
+    fn a_phone_is_its_e164_form_whatever_else_is_known() {
+        let parsed = Phone::parse("8 912 345-67-89", Region::default()).unwrap();
+        let stored = Phone::from_e164("+79123456789");
+        assert_eq!(
+            parsed, stored,
+            "parsed and rebuilt from storage are one number"
+        );
+        let admins = std::collections::BTreeSet::from([parsed]);
+        assert!(
+            admins.contains("+79123456789"),
+            "a set is asked with a stored &str"
+        );
+        assert!(!admins.contains("+79123456780"));
+        let hashed = std::collections::HashSet::from([stored]);
+        assert!(hashed.contains("+79123456789"));
+    }
+
+    #[test]
+    fn regions_are_found_by_their_code() {
+        let allowed: std::collections::BTreeSet<Region> =
+            ["by", "RU"].iter().map(|r| r.parse().unwrap()).collect();
+        assert!(allowed.contains("RU") && allowed.contains("BY"));
+        assert!(!allowed.contains("KZ"));
     }
 
     #[test]

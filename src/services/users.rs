@@ -56,7 +56,7 @@ pub async fn signed_in(conn: &impl ConnectionTrait, id: i64) -> AppResult<users:
 /// The signed-in user, when their phone is one of `ADMIN_PHONES`; FORBIDDEN otherwise.
 pub async fn admin(state: &AppState, id: i64) -> AppResult<users::Model> {
     let caller = signed_in(&state.db, id).await?;
-    if state.config.admin_phones.contains(&caller.phone) {
+    if state.config.admin_phones.contains(caller.phone.as_str()) {
         Ok(caller)
     } else {
         Err(AppError::Forbidden)
