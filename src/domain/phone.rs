@@ -327,6 +327,19 @@ mod tests {
     }
 
     #[test]
+    fn phones_differ_and_order_by_their_e164_form() {
+        let low = Phone::from_e164("+79123456780");
+        let high = Phone::parse("+7 912 345 67 89", Region::default()).unwrap();
+        assert_ne!(low, high, "two numbers are two phones");
+        assert_eq!(low.partial_cmp(&high), Some(Ordering::Less));
+        assert!(
+            low < high && high > low,
+            "the operators agree with the order"
+        );
+        assert_eq!(low.cmp(&high), Ordering::Less);
+    }
+
+    #[test]
     fn regions_are_found_by_their_code() {
         let allowed: std::collections::BTreeSet<Region> =
             ["by", "RU"].iter().map(|r| r.parse().unwrap()).collect();
