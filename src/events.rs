@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use sea_orm::{DatabaseConnection, DbBackend};
 use sqlx::postgres::PgListener;
 use tokio::sync::{broadcast, watch};
 
@@ -76,12 +76,7 @@ impl InviteEvents {
     pub async fn publish(&self, db: &DatabaseConnection, event: InviteActivated) {
         match self.listening {
             Some(_) => {
-                let stmt = Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    "SELECT pg_notify($1, $2)",
-                    [CHANNEL.into(), event.to_payload().into()],
-                );
-                if let Err(err) = db.execute(stmt).await {
+                if let Err(err) = crate::db::notify(db, CHANNEL, event.to_payload()).await {
                     tracing::warn!(error = %err, "could not announce an invite activation");
                 }
             }

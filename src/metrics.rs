@@ -5,7 +5,7 @@ use std::{borrow::Cow, sync::OnceLock, time::Duration};
 
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, DatabaseConnectionType};
 
 use crate::graphql::ROOT_FIELDS;
 
@@ -61,8 +61,8 @@ pub fn render(db: &DatabaseConnection) -> String {
 }
 
 fn record_pool(db: &DatabaseConnection) {
-    let (size, idle, max) = match db {
-        DatabaseConnection::SqlxPostgresPoolConnection(_) => {
+    let (size, idle, max) = match &db.inner {
+        DatabaseConnectionType::SqlxPostgresPoolConnection(_) => {
             let pool = db.get_postgres_connection_pool();
             (
                 pool.size(),
@@ -70,7 +70,7 @@ fn record_pool(db: &DatabaseConnection) {
                 pool.options().get_max_connections(),
             )
         }
-        DatabaseConnection::SqlxSqlitePoolConnection(_) => {
+        DatabaseConnectionType::SqlxSqlitePoolConnection(_) => {
             let pool = db.get_sqlite_connection_pool();
             (
                 pool.size(),

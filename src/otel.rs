@@ -365,7 +365,8 @@ pub fn sql_span(backend: DatabaseBackend, sql: &str, elapsed: Duration, failed: 
     let system = match backend {
         DatabaseBackend::Postgres => "postgresql",
         DatabaseBackend::Sqlite => "sqlite",
-        DatabaseBackend::MySql => "mysql",
+        // OpenTelemetry's name for a database it has no name for.
+        _ => "other_sql",
     };
     let mut span = tracer
         .span_builder(name)

@@ -33,7 +33,6 @@ use std::{
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
-    Statement,
 };
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use uuid::Uuid;
@@ -183,12 +182,7 @@ impl Revocations {
                     .map(Uuid::to_string)
                     .collect::<Vec<_>>()
                     .join(",");
-                conn.execute(Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    "SELECT pg_notify($1, $2)",
-                    [CHANNEL.into(), payload.into()],
-                ))
-                .await?;
+                crate::db::notify(conn, CHANNEL, payload).await?;
             }
         }
         Ok(())

@@ -244,7 +244,7 @@ async fn drop_database(url: &str) {
         .await
         .expect("the server is reachable");
     admin
-        .execute(sea_orm::Statement::from_string(
+        .execute_raw(sea_orm::Statement::from_string(
             admin.get_database_backend(),
             format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
         ))

@@ -8,6 +8,7 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, SqlxPostgresConnector,
     SqlxSqliteConnector, Statement, Value,
+    sea_query::{Expr, Func, Query},
 };
 use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
@@ -62,7 +63,7 @@ pub async fn connect_with(
             })
             .connect_with(options)
             .await
-            .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))?;
+            .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e.into())))?;
         Ok(count_statements(
             SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
         ))
@@ -74,7 +75,7 @@ pub async fn connect_with(
             .acquire_timeout(acquire_timeout)
             .connect_with(options)
             .await
-            .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))?;
+            .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e.into())))?;
         Ok(count_statements(
             SqlxPostgresConnector::from_sqlx_postgres_pool(pool),
         ))
@@ -110,12 +111,22 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
 
 /// `SELECT 1`, for `/readyz`.
 pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
-    db.execute(Statement::from_string(
-        db.get_database_backend(),
-        "SELECT 1",
-    ))
-    .await
-    .map(|_| ())
+    db.execute(&Query::select().expr(Expr::val(1)).to_owned())
+        .await
+        .map(|_| ())
+}
+
+/// `SELECT pg_notify(channel, payload)`: how instances sharing a PostgreSQL database tell each
+/// other (invite activations, revoked sessions). The send takes effect when `conn` commits.
+pub async fn notify(
+    conn: &impl ConnectionTrait,
+    channel: &str,
+    payload: String,
+) -> Result<(), DbErr> {
+    let notify = Query::select()
+        .expr(Func::cust("pg_notify").arg(channel).arg(payload))
+        .to_owned();
+    conn.execute(&notify).await.map(|_| ())
 }
 
 /// A statement written with `?` placeholders, numbered `$1, $2, …` for PostgreSQL. For the one

@@ -9,7 +9,7 @@
 //! claim owns the row now) or whose row was superseded changes nothing.
 //!
 //! Every statement is built with the entity or sea-query; the ones that answer rows
-//! (`RETURNING`) are built with sea-query and run with `query_all`, as SeaORM 1's entity
+//! (`RETURNING`) are built with sea-query and run with `query_all`, as SeaORM's entity
 //! executors only use `RETURNING` on SQLite behind a feature flag.
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -17,7 +17,9 @@ use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, Order, PaginatorTrait,
     QueryFilter, QueryResult,
-    sea_query::{Expr, Func, LockBehavior, LockType, Query, SimpleExpr, UpdateStatement},
+    sea_query::{
+        Expr, ExprTrait, Func, LockBehavior, LockType, Query, SimpleExpr, UpdateStatement,
+    },
 };
 
 use super::Status;
@@ -140,10 +142,7 @@ pub async fn retire(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> AppResul
         Expr::case(code_is_current(), Status::Undeliverable).finally(Status::Superseded),
         Expr::case(
             code_is_current(),
-            Func::coalesce([
-                Expr::col(Column::LastError).into(),
-                Expr::val(NOT_SENT_IN_TIME).into(),
-            ]),
+            Func::coalesce([Expr::col(Column::LastError), Expr::val(NOT_SENT_IN_TIME)]),
         )
         .finally(Expr::col(Column::LastError)),
         now,
@@ -165,8 +164,7 @@ pub async fn retire(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> AppResul
         Column::Status,
     ]))
     .to_owned();
-    let backend = conn.get_database_backend();
-    let rows = conn.query_all(backend.build(&retire)).await?;
+    let rows = conn.query_all(&retire).await?;
     rows.iter()
         .map(|row| {
             Ok(Retired {
@@ -234,8 +232,7 @@ pub async fn claim(
             Column::GiveUpAt,
         ]))
         .to_owned();
-    let backend = conn.get_database_backend();
-    let rows = conn.query_all(backend.build(&claim)).await?;
+    let rows = conn.query_all(&claim).await?;
     rows.iter()
         .map(|row| claimed(row, &token))
         .collect::<Result<_, _>>()
@@ -272,9 +269,8 @@ pub async fn mark_sent(
         .and_where(Column::Id.is_in(rows.iter().map(|row| row.id)))
         .returning_col(Column::Id)
         .to_owned();
-    let backend = conn.get_database_backend();
     Ok(conn
-        .query_all(backend.build(&sent))
+        .query_all(&sent)
         .await?
         .iter()
         .map(|row| row.try_get("", "id"))
@@ -302,8 +298,7 @@ pub async fn finish(
     let finished = ending(status, error.map(truncate), now)
         .cond_where(still_held(row))
         .to_owned();
-    let backend = conn.get_database_backend();
-    let result = conn.execute(backend.build(&finished)).await?;
+    let result = conn.execute(&finished).await?;
     Ok(result.rows_affected() == 1)
 }
 

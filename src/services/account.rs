@@ -28,7 +28,6 @@ pub async fn delete_account(state: &AppState, caller: &AccessToken) -> AppResult
     sessions::require_recent_sign_in(state, caller, now)?;
     let user_id = caller.user_id;
     let txn = state.db.begin().await?;
-    let backend = txn.get_database_backend();
     // A logged-out sign-in's access token lives on until it expires; it must not delete.
     if !sessions::writer_if_live(&txn, user_id, &caller.session_id.to_string(), now).await? {
         txn.rollback().await?;
@@ -46,7 +45,7 @@ pub async fn delete_account(state: &AppState, caller: &AccessToken) -> AppResult
         .and_where(users::Column::Id.eq(user_id))
         .returning_col(users::Column::Phone)
         .to_owned();
-    let Some(row) = txn.query_one(backend.build(&delete_user)).await? else {
+    let Some(row) = txn.query_one(&delete_user).await? else {
         txn.rollback().await?;
         return Err(AppError::user_gone());
     };

@@ -40,8 +40,7 @@ pub async fn activate_invite(
         .and_where(Column::ActivatedInviteCode.is_null())
         .returning_all()
         .to_owned();
-    let backend = state.db.get_database_backend();
-    match state.db.query_one(backend.build(&update)).await? {
+    match state.db.query_one(&update).await? {
         Some(row) => {
             let user = users::Model::from_query_result(&row, "")?;
             state

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
-    sea_query::{Alias, Expr, Func, OnConflict, Query, SimpleExpr},
+    sea_query::{Alias, Expr, ExprTrait, Func, OnConflict, Query, SimpleExpr},
 };
 
 use crate::{
@@ -234,8 +234,7 @@ pub async fn lock(conn: &impl ConnectionTrait, windows: &[Window]) -> AppResult<
     for bucket in buckets {
         insert.values_panic([bucket.into()]);
     }
-    conn.execute(conn.get_database_backend().build(&insert))
-        .await?;
+    conn.execute(&insert).await?;
     Ok(())
 }
 
@@ -257,8 +256,7 @@ pub async fn record(
     for bucket in buckets {
         insert.values_panic([bucket.into(), now.into()]);
     }
-    conn.execute(conn.get_database_backend().build(&insert))
-        .await?;
+    conn.execute(&insert).await?;
     Ok(())
 }
 
@@ -322,7 +320,7 @@ async fn probe_alone(conn: &impl ConnectionTrait, probe: Probe) -> AppResult<i64
         .expr_as(probe.0, Alias::new("probe"))
         .to_owned();
     let row = conn
-        .query_one(conn.get_database_backend().build(&select))
+        .query_one(&select)
         .await?
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("a scalar select returned no row")))?;
     Ok(row.try_get::<i64>("", "probe")?)
@@ -342,7 +340,7 @@ pub async fn verdict(
             crate::metrics::limit_refused(window.reason);
             let at = slot_frees_at(conn, window, n, now).await?;
             let secs = seconds_until(now, at);
-            retry_after = Some(retry_after.map_or(secs, |r: u64| r.max(secs)));
+            retry_after = Some(retry_after.map_or(secs, |r: u64| Ord::max(r, secs)));
         }
     }
     match retry_after {
@@ -382,7 +380,7 @@ async fn count(
         .and_where(Column::Bucket.is_in(buckets))
         .and_where(Column::At.gt(oldest));
     let row = conn
-        .query_one(conn.get_database_backend().build(&select))
+        .query_one(&select)
         .await?
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("an aggregate returned no row")))?;
     let counts = (0..windows.len())

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, FromQueryResult, IdenStatic,
     QueryFilter, TransactionTrait,
-    sea_query::{Expr, OnConflict, Query},
+    sea_query::{Expr, ExprTrait, OnConflict, Query},
 };
 
 use crate::{
@@ -131,8 +131,7 @@ pub async fn request_code(state: &AppState, phone: Phone, ip: IpAddr) -> AppResu
         )
         .returning_col(Column::Id)
         .to_owned();
-    let backend = txn.get_database_backend();
-    let Some(row) = txn.query_one(backend.build(&upsert)).await? else {
+    let Some(row) = txn.query_one(&upsert).await? else {
         // The pending code's cooldown is still running (or another request for this phone
         // just won the race): the code the user has stays as it is.
         let pending = pending_code(&txn, &phone).await?;
@@ -279,8 +278,7 @@ pub async fn claim_code(
             Column::CreatedAt,
         ]))
         .to_owned();
-    let backend = txn.get_database_backend();
-    let Some(row) = txn.query_one(backend.build(&claim)).await? else {
+    let Some(row) = txn.query_one(&claim).await? else {
         txn.rollback().await?;
         return Err(why_no_attempt(state, phone, now).await?);
     };
@@ -295,7 +293,7 @@ pub async fn claim_code(
         attempts,
         created_at: issued_at,
     } = Attempt::from_query_result(&row, "")?;
-    let attempts_left = (max_attempts - attempts).max(0) as u32;
+    let attempts_left = Ord::max(max_attempts - attempts, 0) as u32;
 
     let presented =
         state

@@ -85,8 +85,7 @@ pub async fn confirm_phone_change(
         .and_where(users::Column::Phone.eq(old_phone.as_str()))
         .returning_all()
         .to_owned();
-    let backend = savepoint.get_database_backend();
-    let moved = match savepoint.query_one(backend.build(&update)).await {
+    let moved = match savepoint.query_one(&update).await {
         Ok(Some(row)) => {
             savepoint.commit().await?;
             users::Model::from_query_result(&row, "")?

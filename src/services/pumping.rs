@@ -28,7 +28,7 @@ use std::{
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait,
-    sea_query::{Asterisk, Expr, Query, SimpleExpr},
+    sea_query::{Asterisk, Expr, ExprTrait, Query, QueryStatementBuilder, SimpleExpr},
 };
 
 use crate::{

@@ -116,8 +116,7 @@ pub async fn create(
             expires_at.into(),
         ])
         .to_owned();
-    conn.execute(conn.get_database_backend().build(&insert))
-        .await?;
+    conn.execute(&insert).await?;
     Ok(Grant {
         id,
         expires_at,
@@ -146,9 +145,7 @@ pub async fn touch_live(
         .and_where(Column::CreatedAt.gt(now - max_lifetime))
         .returning(Query::returning().columns([Column::ExpiresAt, Column::CreatedAt]))
         .to_owned();
-    let row = txn
-        .query_one(txn.get_database_backend().build(&touch))
-        .await?;
+    let row = txn.query_one(&touch).await?;
     Ok(match row {
         Some(row) => {
             let stored: DateTime<Utc> = row.try_get("", Column::ExpiresAt.as_str())?;
@@ -222,9 +219,7 @@ async fn sqlite_write_lock_if_live(
         .and_where(Column::ExpiresAt.gt(now))
         .returning_col(Column::Id)
         .to_owned();
-    let row = conn
-        .query_one(conn.get_database_backend().build(&update))
-        .await?;
+    let row = conn.query_one(&update).await?;
     Ok(row.is_some())
 }
 
@@ -330,9 +325,7 @@ pub async fn revoke(
         .and_where(Column::RevokedAt.is_null())
         .returning(Query::returning().columns([Column::Id, Column::ExpiresAt, Column::LastUsedAt]))
         .to_owned();
-    let rows = conn
-        .query_all(conn.get_database_backend().build(&update))
-        .await?;
+    let rows = conn.query_all(&update).await?;
     let idle_before = now - state.config.tokens.refresh_ttl;
     let mut ids = Vec::with_capacity(rows.len());
     let mut live = 0;
@@ -379,8 +372,7 @@ async fn remember(conn: &impl ConnectionTrait, ids: &[Uuid], now: DateTime<Utc>)
         for id in chunk {
             insert.values_panic([id.to_string().into(), now.into()]);
         }
-        conn.execute(conn.get_database_backend().build(&insert))
-            .await?;
+        conn.execute(&insert).await?;
     }
     Ok(())
 }

@@ -336,8 +336,7 @@ async fn revoke_if_active(
         .and_where(Column::ExpiresAt.gt(now))
         .returning(Query::returning().columns([Column::UserId, Column::FamilyId]))
         .to_owned();
-    let backend = txn.get_database_backend();
-    let Some(row) = txn.query_one(backend.build(&stmt)).await? else {
+    let Some(row) = txn.query_one(&stmt).await? else {
         return Ok(None);
     };
     Ok(Some((

@@ -80,8 +80,7 @@ pub async fn find_or_create(
             .on_conflict(OnConflict::new().do_nothing().to_owned())
             .returning_all()
             .to_owned();
-        let backend = conn.get_database_backend();
-        if let Some(row) = conn.query_one(backend.build(&insert)).await? {
+        if let Some(row) = conn.query_one(&insert).await? {
             return Ok((users::Model::from_query_result(&row, "")?, true));
         }
         // Nothing inserted: either the phone exists (a returning user) or the invite code

@@ -23,7 +23,7 @@ async fn count(app: &TestApp, sql: &str, value: impl Into<sea_orm::Value>) -> i6
         _ => sql.to_owned(),
     };
     let row = db
-        .query_one(Statement::from_sql_and_values(
+        .query_one_raw(Statement::from_sql_and_values(
             db.get_database_backend(),
             sql,
             [value.into()],

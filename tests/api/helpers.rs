@@ -105,7 +105,7 @@ pub async fn fresh_database_url() -> String {
             );
             let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
             admin
-                .execute(Statement::from_string(
+                .execute_raw(Statement::from_string(
                     admin.get_database_backend(),
                     format!("CREATE DATABASE {name}"),
                 ))

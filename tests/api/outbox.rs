@@ -68,7 +68,7 @@ struct Row {
 async fn outbox_rows(app: &TestApp) -> Vec<Row> {
     let db = &app.state.db;
     let rows = db
-        .query_all(Statement::from_string(
+        .query_all_raw(Statement::from_string(
             db.get_database_backend(),
             "SELECT phone, status, attempts, payload, next_attempt_at, last_error \
              FROM sms_outbox ORDER BY id",
@@ -417,7 +417,7 @@ async fn a_message_held_by_a_vanished_worker_is_sent_once_its_lease_runs_out() {
     let lease = now(&app) + chrono::TimeDelta::seconds(31);
     app.state
         .db
-        .execute(db::raw(
+        .execute_raw(db::raw(
             app.state.db.get_database_backend(),
             "UPDATE sms_outbox SET locked_until = ?, claim_token = 'gone', attempts = 1",
             vec![lease.into()],
@@ -512,7 +512,7 @@ async fn the_outbox_never_holds_the_code_in_plaintext() {
     // Not even hex or base64 of it, in any column.
     let db = &app.state.db;
     let dump = db
-        .query_all(Statement::from_string(
+        .query_all_raw(Statement::from_string(
             db.get_database_backend(),
             "SELECT * FROM sms_outbox",
         ))

@@ -44,7 +44,7 @@ async fn me_phone(app: &TestApp, session: &Session) -> Value {
 async fn notices_to(app: &TestApp, e164: &str) -> i64 {
     let db = &app.state.db;
     let row = db
-        .query_one(Statement::from_sql_and_values(
+        .query_one_raw(Statement::from_sql_and_values(
             db.get_database_backend(),
             match db.get_database_backend() {
                 sea_orm::DatabaseBackend::Postgres => {

@@ -387,7 +387,7 @@ async fn a_revocation_missed_while_the_feed_was_down_is_recovered() {
     assert_ok(&a.gql_as(&session.access_token, ME, json!({})).await);
 
     // Cut every instance's revocation listener, then revoke at once: the NOTIFY finds nobody.
-    let cut = sea_orm::ConnectionTrait::execute(
+    let cut = sea_orm::ConnectionTrait::execute_raw(
         &b.state.db,
         sea_orm::Statement::from_string(
             sea_orm::DbBackend::Postgres,
@@ -462,7 +462,7 @@ async fn sign_ins_from_before_the_sessions_table_become_sessions() {
     let now = chrono::Utc::now();
     let later = now + chrono::TimeDelta::days(30);
     let exec = |sql: &str, values: Vec<sea_orm::Value>| {
-        db.execute(phone_auth::db::raw(backend, sql, values))
+        db.execute_raw(phone_auth::db::raw(backend, sql, values))
     };
     exec(
         "INSERT INTO users (phone, invite_code, created_at) VALUES (?, ?, ?)",
@@ -493,7 +493,7 @@ async fn sign_ins_from_before_the_sessions_table_become_sessions() {
         .expect("the rest apply");
 
     let rows = db
-        .query_all(phone_auth::db::raw(
+        .query_all_raw(phone_auth::db::raw(
             backend,
             "SELECT id, revoked_at FROM sessions ORDER BY id",
             vec![],
@@ -765,7 +765,7 @@ async fn revoked_sign_ins_are_pruned_after_the_access_token_lifetime() {
     let count = || async {
         let db = &app.state.db;
         let row = db
-            .query_one(sea_orm::Statement::from_string(
+            .query_one_raw(sea_orm::Statement::from_string(
                 db.get_database_backend(),
                 "SELECT COUNT(*) AS n FROM revoked_sessions",
             ))

@@ -231,7 +231,7 @@ async fn internal_errors_hide_the_cause_and_carry_a_request_id() {
     let app = TestApp::spawn().await;
     app.state
         .db
-        .execute(Statement::from_string(
+        .execute_raw(Statement::from_string(
             app.state.db.get_database_backend(),
             "DROP TABLE otp_codes",
         ))
