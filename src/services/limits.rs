@@ -181,6 +181,11 @@ fn active(windows: &[Window]) -> Vec<&Window> {
     windows.iter().filter(|w| w.max > 0).collect()
 }
 
+/// The distinct buckets of the windows that count (a cap of 0 is off), in lock order.
+fn active_buckets(windows: &[Window]) -> Vec<&str> {
+    distinct_buckets(&active(windows))
+}
+
 fn distinct_buckets<'a>(windows: &[&'a Window]) -> Vec<&'a str> {
     let mut buckets: Vec<&str> = windows.iter().map(|w| w.bucket.as_str()).collect();
     // Sorted: every transaction locks in the same order, so two can never deadlock.
@@ -215,8 +220,7 @@ pub async fn check_and_record(
 /// Locks the buckets of the active windows (in a transaction, until it ends), so that counts
 /// read after it are exact until this transaction records or ends. One statement.
 pub async fn lock(conn: &impl ConnectionTrait, windows: &[Window]) -> AppResult<()> {
-    let active_windows = active(windows);
-    let buckets = distinct_buckets(&active_windows);
+    let buckets = active_buckets(windows);
     if buckets.is_empty() {
         return Ok(());
     }
@@ -244,8 +248,7 @@ pub async fn record(
     windows: &[Window],
     now: DateTime<Utc>,
 ) -> AppResult<()> {
-    let active_windows = active(windows);
-    let buckets = distinct_buckets(&active_windows);
+    let buckets = active_buckets(windows);
     if buckets.is_empty() {
         return Ok(());
     }
