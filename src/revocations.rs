@@ -105,12 +105,6 @@ impl Revocations {
         }
     }
 
-    /// True when tokens of sign-in `id` must be refused: it was revoked, or this instance
-    /// cannot tell (the feed is down).
-    pub fn is_revoked(&self, id: &Uuid) -> bool {
-        !self.is_live() || self.read().contains_key(id)
-    }
-
     /// Whether sign-in `id` is in the revoked set, whatever the feed's state (callers that
     /// tell "revoked" from "cannot tell" ask [`is_live`](Self::is_live) first, once).
     pub fn is_listed(&self, id: &Uuid) -> bool {
