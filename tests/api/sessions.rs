@@ -58,6 +58,31 @@ fn current_agent(list: &[Value]) -> Vec<&str> {
         .collect()
 }
 
+/// The in-memory set forgets only revocations older than any access token (it prunes on each
+/// new revocation): a later revocation must not drop an earlier one, however many come after.
+#[tokio::test]
+async fn a_revoked_sign_in_stays_refused_after_later_revocations() {
+    let app = TestApp::spawn().await;
+    let first = app.sign_in(&phone(1)).await;
+    let later = [app.sign_in(&phone(2)).await, app.sign_in(&phone(3)).await];
+    let logout = "mutation($t: String!) { logout(refreshToken: $t) }";
+    let body = app.gql(logout, json!({ "t": first.refresh_token })).await;
+    assert_eq!(body["data"]["logout"], true, "{body}");
+    app.advance(60);
+    for session in &later {
+        let body = app.gql(logout, json!({ "t": session.refresh_token })).await;
+        assert_eq!(body["data"]["logout"], true, "{body}");
+    }
+    for session in std::iter::once(&first).chain(&later) {
+        assert_code(
+            &app.gql_as(&session.access_token, ME, json!({})).await,
+            "UNAUTHENTICATED",
+        );
+    }
+    let untouched = app.sign_in(&phone(4)).await;
+    assert_ok(&app.gql_as(&untouched.access_token, ME, json!({})).await);
+}
+
 #[tokio::test]
 async fn sessions_are_listed_newest_first_with_the_right_current() {
     let app = TestApp::spawn().await;
