@@ -109,7 +109,7 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     Migrator::up(db, None).await
 }
 
-/// `SELECT 1`, for `/readyz`.
+/// `SELECT 1` (the 1 bound as a value), for `/readyz`.
 pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
     db.execute(&Query::select().expr(Expr::val(1)).to_owned())
         .await
