@@ -70,6 +70,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_over_long_cursor_is_refused_even_when_it_would_parse() {
+        // Zeros in front of the number parse; the length check refuses before any parsing.
+        let padded = URL_SAFE_NO_PAD.encode(format!("{PREFIX}{}1:5", "0".repeat(80)));
+        assert!(padded.len() > MAX_LEN);
+        assert!(matches!(
+            decode(&padded),
+            Err(AppError::BadUserInput { field: "after", .. })
+        ));
+    }
+
+    #[test]
     fn round_trips() {
         for (micros, id) in [(0, 1), (1_795_000_000_123_456, 42), (-5, i64::MAX)] {
             let position = Position {

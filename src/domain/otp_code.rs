@@ -47,6 +47,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn debug_shows_that_a_code_is_there_but_never_the_code() {
+        let code = OtpCode::parse("0123", 4).unwrap();
+        assert_eq!(format!("{code:?}"), "OtpCode(***)");
+    }
+
+    #[test]
     fn accepts_digits_of_the_right_length() {
         assert_eq!(OtpCode::parse(" 0123 ", 4).unwrap().expose(), "0123");
         assert_eq!(OtpCode::parse("012345", 6).unwrap().expose(), "012345");
