@@ -320,6 +320,8 @@ async fn send_heartbeats(pool: sqlx::PgPool, revocations: std::sync::Weak<Revoca
         };
         let payload = format!("{HEARTBEAT_PREFIX}{}:{}", this.instance, this.elapsed_ms());
         drop(this);
+        // Straight through sqlx, not `db::notify`: four a second for the instance's life, these
+        // are not the app's statements and must stay out of `db_statements_total`.
         let sent = sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANNEL)
             .bind(payload)
