@@ -152,4 +152,23 @@ mod tests {
         );
         assert!("satellite".parse::<NumberType>().is_err());
     }
+
+    /// Start-up warns when `SMS_ALLOWED_NUMBER_TYPES` lets codes go to these; a mobile or
+    /// fixed line must not set the warning off (operators would learn to ignore it).
+    #[test]
+    fn only_the_kinds_that_pay_for_sms_are_pumping_risks() {
+        let risky: Vec<NumberType> = NumberType::ALL
+            .into_iter()
+            .filter(|t| t.is_pumping_risk())
+            .collect();
+        assert_eq!(
+            risky,
+            [
+                NumberType::PremiumRate,
+                NumberType::SharedCost,
+                NumberType::NonGeographic,
+                NumberType::Unknown,
+            ]
+        );
+    }
 }

@@ -283,6 +283,9 @@ mod tests {
         assert_eq!(kind("+4918012345"), NumberType::SharedCost);
         assert_eq!(kind("+445512345678"), NumberType::Uan);
         assert_eq!(kind("+445612345678"), NumberType::Voip);
+        assert_eq!(kind("+447012345678"), NumberType::PersonalNumber);
+        assert_eq!(kind("+447640123456"), NumberType::Pager);
+        assert_eq!(kind("+41860123456789"), NumberType::Voicemail);
         assert_eq!(kind("+8823421234"), NumberType::NonGeographic);
         assert_eq!(kind("+883510012345"), NumberType::NonGeographic);
         assert_eq!(kind("+881612345678"), NumberType::NonGeographic);
