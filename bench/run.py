@@ -14,7 +14,8 @@ What it does, in order (see docs/performance.md):
 4. drives load with wrk (1 thread, 64 connections, pinned to core 0) against the real server
    (scenarios me, nested, signin) and the baselines (a) axum fixed JSON, (b) async-graphql from
    memory, (c) async-graphql + one SeaORM primary-key read, (d) the nested query with a default
-   DataLoader per item (no look-ahead), all pinned to core 1 together with
+   DataLoader per item (no look-ahead), (e) the nested query's schema answered from memory
+   (async-graphql's floor for that answer), all pinned to core 1 together with
    PostgreSQL (its postmaster and backends, restored to all cores at the end); pgbench runs a
    requestCode-like transaction (one INSERT + one PK SELECT, prepared) as the write ceiling;
 5. warm-up, then several interleaved rounds; medians; a table in the terminal and
@@ -199,6 +200,16 @@ def main() -> int:
                     die(f"baseline (d) answers the nested query differently: {str(got)[:300]}")
                 targets.append(Target(f"(d)@{backend}", "nested", "(d) per-item DataLoader",
                                       backend, "baseline", base_d, "nested.lua", seeded["token"]))
+                base_e = Server(f"baseline-from-memory-{backend}",
+                                release / "baseline-from-memory", base_env, args.server_core,
+                                workdir)
+                ms = start(base_e)
+                log(f"{backend}: baseline (e) ready in {ms:.0f} ms")
+                got = Client(base_e.port).gql(NESTED_QUERY)
+                if got != want:
+                    die(f"baseline (e) answers the nested query differently: {str(got)[:300]}")
+                targets.append(Target(f"(e)@{backend}", "nested", "(e) nested from memory",
+                                      backend, "baseline", base_e, "nested.lua", seeded["token"]))
             for scenario in scenarios:
                 script = {"me": "me.lua", "nested": "nested.lua", "signin": "signin.lua"}[scenario]
                 fields = ("requestCode", "verifyCode") if scenario == "signin" else ("me",)
@@ -257,8 +268,8 @@ def main() -> int:
         }
     order = ["(a)", "(b)"]
     for backend in ("sqlite", "postgres"):
-        order += [f"(c)@{backend}", f"me@{backend}", f"(d)@{backend}", f"nested@{backend}",
-                  f"signin@{backend}"]
+        order += [f"(c)@{backend}", f"me@{backend}", f"(d)@{backend}", f"(e)@{backend}",
+                  f"nested@{backend}", f"signin@{backend}"]
     order.append("pgbench")
     checks = check_targets(results, ready, probes, args.connections)
     pairs = ratio_rows(results)

@@ -60,7 +60,7 @@ def build(target_dir: Path) -> None:
     subprocess.run(["cargo", "build", "--release", "-p", "phone-auth", "-p", "bench"],
                    cwd=ROOT, check=True)
     for name in ("phone-auth", "baseline-axum", "baseline-graphql", "baseline-db",
-                 "baseline-dataloader"):
+                 "baseline-dataloader", "baseline-from-memory"):
         if not (target_dir / "release" / name).exists():
             die(f"{target_dir / 'release' / name} was not built")
 

@@ -7,19 +7,25 @@
 //!   the database the real server uses (`phone_auth::db::connect`, so the same pool settings:
 //!   WAL, `synchronous=NORMAL` and the busy timeout on SQLite);
 //! - `baseline-dataloader` (d): the `nested` scenario's query with a default DataLoader per
-//!   item and no look-ahead ([`per_item`]), on the same database.
+//!   item and no look-ahead ([`per_item`]), on the same database;
+//! - `baseline-from-memory` (e): the `nested` query's schema answered from memory, every page
+//!   and count read once at start-up ([`from_memory`]): async-graphql's floor for that answer.
 //!
-//! All three speak the real server's framing (a JSON body posted to `/graphql`; the bearer header
+//! All of them speak the real server's framing (a JSON body posted to `/graphql`; the bearer header
 //! is ignored), answer `GET /readyz` so the orchestrator can time their start, and run on tokio's
 //! default multi-thread runtime like the real server. The binaries read their settings from the
 //! environment (`LISTEN_ADDR`, and for (c) `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`,
 //! `BENCH_USER_ID`); this library does not.
 
+pub mod from_memory;
 pub mod per_item;
 
 use std::net::SocketAddr;
 
-use async_graphql::{Context, EmptyMutation, EmptySubscription, ID, Object, Schema, SimpleObject};
+use async_graphql::{
+    Context, EmptyMutation, EmptySubscription, ID, Object, ObjectType, Schema, SimpleObject,
+    SubscriptionType,
+};
 use axum::{
     Router,
     body::Bytes,
@@ -136,7 +142,12 @@ where
     }
 }
 
-async fn graphql(State(schema): State<BaselineSchema>, body: Bytes) -> Response {
+async fn graphql<Q, M, S>(State(schema): State<Schema<Q, M, S>>, body: Bytes) -> Response
+where
+    Q: ObjectType + 'static,
+    M: ObjectType + 'static,
+    S: SubscriptionType + 'static,
+{
     execute_json(
         &body,
         |request| async move { schema.execute(request).await },
@@ -167,10 +178,15 @@ pub fn fixed_router() -> Router {
         .route("/readyz", get(ready))
 }
 
-/// (b) and (c): the HTTP stack and async-graphql.
-pub fn graphql_router(schema: BaselineSchema) -> Router {
+/// (b), (c) and (e): the HTTP stack and async-graphql.
+pub fn graphql_router<Q, M, S>(schema: Schema<Q, M, S>) -> Router
+where
+    Q: ObjectType + 'static,
+    M: ObjectType + 'static,
+    S: SubscriptionType + 'static,
+{
     Router::new()
-        .route("/graphql", post(graphql))
+        .route("/graphql", post(graphql::<Q, M, S>))
         .route("/readyz", get(ready))
         .with_state(schema)
 }

@@ -145,6 +145,8 @@ mod tests {
     fn names_round_trip() {
         for t in NumberType::ALL {
             assert_eq!(t.name().parse::<NumberType>().unwrap(), t);
+            // What the log line of a refused number shows (`services::pumping`).
+            assert_eq!(t.to_string(), t.name());
         }
         assert_eq!(
             "Fixed-Line-Or-Mobile".parse::<NumberType>().unwrap(),
