@@ -152,7 +152,13 @@ mod tests {
             "Fixed-Line-Or-Mobile".parse::<NumberType>().unwrap(),
             NumberType::FixedLineOrMobile
         );
-        assert!("satellite".parse::<NumberType>().is_err());
+        // The operator who mistypes `SMS_ALLOWED_NUMBER_TYPES` is told every valid name.
+        assert_eq!(
+            "satellite".parse::<NumberType>().unwrap_err().to_string(),
+            "unknown number type \"satellite\" (known: mobile, fixed_line_or_mobile, \
+             fixed_line, toll_free, premium_rate, shared_cost, personal_number, voip, pager, \
+             uan, voicemail, non_geographic, unknown)"
+        );
     }
 
     /// Start-up warns when `SMS_ALLOWED_NUMBER_TYPES` lets codes go to these; a mobile or
