@@ -300,6 +300,21 @@ mod tests {
         assert_eq!(kind("+818012345678"), NumberType::Mobile);
     }
 
+    /// The length cap is the only thing refusing an over-long spelling of a valid number:
+    /// the parser itself would accept it (after doing work proportional to its length).
+    #[test]
+    fn input_longer_than_the_cap_is_refused_before_parsing() {
+        let padded = |len: usize| {
+            let digits = "+7 912 345 67 89";
+            digits.replacen(' ', &" ".repeat(len - digits.len() + 1), 1)
+        };
+        assert_eq!(padded(MAX_INPUT_LEN).len(), MAX_INPUT_LEN);
+        assert_eq!(ru(&padded(MAX_INPUT_LEN)).unwrap(), "+79123456789");
+        assert!(ru(&padded(MAX_INPUT_LEN + 1)).is_err());
+        assert!(ru("").is_err());
+        assert!(ru("   ").is_err());
+    }
+
     #[test]
     fn range_and_country() {
         let phone = Phone::parse("+79123456789", Region::default()).unwrap();
