@@ -315,6 +315,16 @@ mod tests {
         assert!(ru("   ").is_err());
     }
 
+    /// E.164's 15 digits fit (a German toll-free number is that long); the 16-digit national
+    /// ranges the metadata also knows do not.
+    #[test]
+    fn fifteen_digits_is_the_longest_number() {
+        assert_eq!(ru("+49 800 1234567890").unwrap(), "+498001234567890");
+        let sixteen = "+49 800 12345678901";
+        assert!(phonenumber::parse(None, sixteen).is_ok_and(|n| n.is_valid()));
+        assert!(ru(sixteen).is_err());
+    }
+
     #[test]
     fn range_and_country() {
         let phone = Phone::parse("+79123456789", Region::default()).unwrap();
