@@ -15,6 +15,12 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
+/// How many rows SQLite's thread may hand over before the reading task takes them (sqlx's
+/// `row_buffer_size`; its default is 50). Above what one statement of the server returns in
+/// practice (a page of 101 users, counts for 201 inviters, 5-user pages of 200 inviters); the
+/// channel grows only as rows arrive, so the cap costs no memory up front.
+const ROW_BUFFER: usize = 4096;
+
 /// Opens a pool for `url`. SQLite files get WAL, `synchronous=NORMAL` and a busy timeout, so
 /// readers never block the writer and brief write contention waits instead of failing.
 /// An in-memory SQLite database lives in one connection, so its pool holds exactly one.
@@ -38,7 +44,12 @@ pub async fn connect_with(
             .map_err(|e| DbErr::Custom(format!("invalid DATABASE_URL: {e}")))?
             .create_if_missing(true)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(Duration::from_secs(5))
+            // Rows cross from SQLite's thread to the request's task through a bounded channel
+            // (sqlx's default holds 50). Every caller collects all rows anyway (`fetch_all`),
+            // so a full channel only makes the two threads take turns row by row: one context
+            // switch per row beyond the 50th, which on one core cost more than reading them.
+            .row_buffer_size(ROW_BUFFER);
         let options = if in_memory {
             options
         } else {
@@ -151,4 +162,34 @@ pub fn raw(backend: DatabaseBackend, sql: &str, values: Vec<Value>) -> Statement
         _ => sql.to_owned(),
     };
     Statement::from_sql_and_values(backend, sql, values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::cursor::MAX_PAGE;
+
+    // A page is read with one row beyond it (to know whether there is a next page); a page's
+    // rows and its inviters' counts come back in one statement each.
+    const _: () = assert!(ROW_BUFFER > 2 * (MAX_PAGE as usize + 1));
+
+    /// With sqlx's default of 50, SQLite's thread and the reading task took turns row by row
+    /// once the channel was full: ~185 context switches per `nested` request instead of ~26
+    /// (docs/performance.md). The setting must reach every connection of the pool.
+    #[tokio::test]
+    async fn sqlite_hands_a_whole_page_of_rows_over_at_once() {
+        let db = connect("sqlite::memory:", 1)
+            .await
+            .expect("in-memory SQLite");
+        let conn = db
+            .get_sqlite_connection_pool()
+            .acquire()
+            .await
+            .expect("a connection");
+        let shown = format!("{:?}", &*conn);
+        assert!(
+            shown.contains(&format!("row_channel_size: {ROW_BUFFER},")),
+            "{shown}"
+        );
+    }
 }
