@@ -458,3 +458,43 @@ async fn limits_are_shared_between_instances() {
     }
     assert_code(&b.verify(&phone(10), &code).await, "RATE_LIMITED");
 }
+
+/// Counted events are kept 31 days, one day past the longest window (a month of wrong
+/// guesses), and pruned after that; a bucket's lock row goes with its last event.
+#[tokio::test]
+async fn counted_events_outlive_the_longest_window_and_are_pruned_after_it() {
+    use phone_auth::{
+        clock::Clock,
+        db::entities::{rate_events, rate_limit_locks},
+        services::limits,
+    };
+    use sea_orm::{EntityTrait, PaginatorTrait};
+
+    let app = TestApp::spawn().await;
+    let db = &app.state.db;
+    let code = app.code_for(&phone(1)).await;
+    assert_code(&app.verify(&phone(1), &wrong(&code)).await, "INVALID_CODE");
+    let events = rate_events::Entity::find().count(db).await.expect("count");
+    assert!(events >= 2, "a send and a failure were counted: {events}");
+
+    // 31 days to the second: still inside the retention.
+    app.advance(31 * 86_400);
+    assert_eq!(limits::prune(db, app.clock.now()).await.expect("prune"), 0);
+    assert_eq!(
+        rate_events::Entity::find().count(db).await.expect("count"),
+        events
+    );
+    app.advance(1);
+    assert_eq!(
+        limits::prune(db, app.clock.now()).await.expect("prune"),
+        events
+    );
+    assert_eq!(
+        rate_limit_locks::Entity::find()
+            .count(db)
+            .await
+            .expect("count"),
+        0,
+        "no bucket has events left, so no lock row stays"
+    );
+}
