@@ -3,11 +3,12 @@
 //! nodes }`), but every page and count the scenario asks for is read once at start-up, so a
 //! request does no database work at all.
 //!
-//! What it costs per request is the floor under any async-graphql server answering this
-//! query: the HTTP stack, parsing and validating the document, resolving ~400 fields of 100
-//! objects and serialising them. The real server cannot go below it without leaving
-//! async-graphql; comparing it with (d) says how far a faster loading strategy alone can take
-//! `nested` (see docs/performance.md).
+//! What it costs per request is async-graphql's own work on this answer with no database
+//! behind it: the HTTP stack, parsing and validating the document, resolving ~400 fields of
+//! 100 objects and serialising them. It is a reference, not an exact floor for the real
+//! server: the server skips the parse (its documents are cached) but also checks the token,
+//! its limits and the field order, and goes through its loaders. Beside (d) it shows how much
+//! of (d)'s cost is loading rather than GraphQL (see docs/performance.md).
 
 use std::{collections::HashMap, sync::Arc};
 

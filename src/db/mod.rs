@@ -16,9 +16,11 @@ use sqlx::{
 };
 
 /// How many rows SQLite's thread may hand over before the reading task takes them (sqlx's
-/// `row_buffer_size`; its default is 50). Above what one statement of the server returns in
-/// practice (a page of 101 users, counts for 201 inviters, 5-user pages of 200 inviters); the
-/// channel grows only as rows arrive, so the cap costs no memory up front.
+/// `row_buffer_size`; its default is 50). Above what the request path's statements return
+/// (a page of 101 users, counts for 201 inviters, 5-user pages of 200 inviters); a larger
+/// result (a deep `invitedUsers` page, the revocation reload, the outbox's retire) only goes
+/// back to the hand-over by turns past this point. The channel grows only as rows arrive, so
+/// the cap costs no memory up front.
 const ROW_BUFFER: usize = 4096;
 
 /// Opens a pool for `url`. SQLite files get WAL, `synchronous=NORMAL` and a busy timeout, so
@@ -47,8 +49,8 @@ pub async fn connect_with(
             .busy_timeout(Duration::from_secs(5))
             // Rows cross from SQLite's thread to the request's task through a bounded channel
             // (sqlx's default holds 50). Every caller collects all rows anyway (`fetch_all`),
-            // so a full channel only makes the two threads take turns row by row: one context
-            // switch per row beyond the 50th, which on one core cost more than reading them.
+            // so a full channel only makes the two threads take turns row by row: two context
+            // switches per row beyond the 50th, which on one core cost more than reading them.
             .row_buffer_size(ROW_BUFFER);
         let options = if in_memory {
             options
