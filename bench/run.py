@@ -15,7 +15,7 @@ What it does, in order (see docs/performance.md):
    (scenarios me, nested, signin) and the baselines (a) axum fixed JSON, (b) async-graphql from
    memory, (c) async-graphql + one SeaORM primary-key read, (d) the nested query with a default
    DataLoader per item (no look-ahead), (e) the nested query's schema answered from memory
-   (async-graphql's floor for that answer), all pinned to core 1 together with
+   (async-graphql's work on that answer with no database: a reference), all pinned to core 1 together with
    PostgreSQL (its postmaster and backends, restored to all cores at the end); pgbench runs a
    requestCode-like transaction (one INSERT + one PK SELECT, prepared) as the write ceiling;
 5. warm-up, then several interleaved rounds; medians; a table in the terminal and

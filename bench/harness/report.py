@@ -25,7 +25,7 @@ def ratio_rows(results: dict) -> dict:
         pairs[f"me@{backend}"] = (f"(c)@{backend}", "(c)")
         pairs[f"(d)@{backend}"] = (f"(c)@{backend}", "(c)")
         pairs[f"nested@{backend}"] = (f"(d)@{backend}", "(d)")
-        # (e) beside (d): the most any async-graphql server's loading strategy could gain.
+        # (e) beside (d): how much of (d)'s cost is loading rather than GraphQL (a reference).
         pairs[f"(e)@{backend}"] = (f"(d)@{backend}", "(d)")
     pairs["signin@postgres"] = ("pgbench", "pgbench")
     return {k: v for k, v in pairs.items() if k in results and v[0] in results}

@@ -69,7 +69,7 @@ impl User {
     async fn invited_users(&self, #[graphql(default = 20)] first: i32) -> Connection {
         Connection {
             inviter_id: self.0.id,
-            first: first.clamp(1, 100).unsigned_abs().into(),
+            first: crate::per_item::page_size(first),
         }
     }
 }

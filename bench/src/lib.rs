@@ -9,7 +9,8 @@
 //! - `baseline-dataloader` (d): the `nested` scenario's query with a default DataLoader per
 //!   item and no look-ahead ([`per_item`]), on the same database;
 //! - `baseline-from-memory` (e): the `nested` query's schema answered from memory, every page
-//!   and count read once at start-up ([`from_memory`]): async-graphql's floor for that answer.
+//!   and count read once at start-up ([`from_memory`]): async-graphql's own work on that
+//!   answer with no database behind it (a reference, not an exact floor for the server).
 //!
 //! All of them speak the real server's framing (a JSON body posted to `/graphql`; the bearer header
 //! is ignored), answer `GET /readyz` so the orchestrator can time their start, and run on tokio's

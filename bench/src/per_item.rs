@@ -10,7 +10,7 @@ use async_graphql::{
     Context, EmptyMutation, EmptySubscription, Object, Schema,
     dataloader::{DataLoader, Loader},
 };
-use phone_auth::{db::entities::users, services::users as user_service};
+use phone_auth::{db::entities::users, domain::cursor::MAX_PAGE, services::users as user_service};
 use sea_orm::{DatabaseConnection, EntityTrait};
 
 /// A page request: inviter and `first` (no cursors: the scenario does not page).
@@ -77,6 +77,11 @@ impl Loaders {
     }
 }
 
+/// `first` as the real server takes it (1 to `MAX_PAGE`), for the baselines' `invitedUsers`.
+pub(crate) fn page_size(first: i32) -> u64 {
+    first.clamp(1, MAX_PAGE).unsigned_abs().into()
+}
+
 fn error(message: impl std::fmt::Display) -> async_graphql::Error {
     async_graphql::Error::new(message.to_string())
 }
@@ -95,7 +100,7 @@ impl User {
     ) -> async_graphql::Result<Connection> {
         Ok(Connection {
             inviter_id: self.0.id,
-            first: first.clamp(1, 100).unsigned_abs().into(),
+            first: page_size(first),
         })
     }
 }
