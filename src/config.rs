@@ -984,7 +984,7 @@ impl Config {
             graphql: GraphqlLimits {
                 // Calibrated from the contract (docs/tools.md, "Query limits"): its deepest
                 // operation is 7 fields deep and its costliest, a page of 100 with every
-                // field, costs 1613; introspection has its own depth (graphql::introspection).
+                // field, costs 1713; introspection has its own depth (graphql::introspection).
                 max_depth: r.parse("GRAPHQL_MAX_DEPTH", 10)?,
                 max_complexity: r.parse("GRAPHQL_MAX_COMPLEXITY", 2000)?,
                 max_batch: r.parse("GRAPHQL_MAX_BATCH", 10)?,

@@ -7,7 +7,10 @@ use std::collections::HashMap;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_code, assert_ok, phone};
+use crate::{
+    helpers::{TestApp, assert_code, assert_ok, phone},
+    socket_client::{Socket, connect, next_for, serve, start},
+};
 
 const TOO_DEEP: &str = "Query is nested too deep.";
 const TOO_COMPLEX: &str = "Query is too complex.";
@@ -369,8 +372,8 @@ async fn every_contract_operation_at_page_size_100_passes_the_limits() {
 #[tokio::test]
 async fn the_costliest_contract_operation_costs_what_the_docs_say() {
     // docs/tools.md: verifyCode (and refreshToken) with every field and the user's first page
-    // of 100 costs 1613. At that budget it passes; one less refuses it.
-    let at = TestApp::with_env(&[("GRAPHQL_MAX_COMPLEXITY", "1613")]).await;
+    // of 100 costs 1713. At that budget it passes; one less refuses it.
+    let at = TestApp::with_env(&[("GRAPHQL_MAX_COMPLEXITY", "1713")]).await;
     let operations = contract_operations_of(&at).await;
     let costliest = &operations
         .iter()
@@ -378,7 +381,7 @@ async fn the_costliest_contract_operation_costs_what_the_docs_say() {
         .expect("verifyCode")
         .1;
     assert_admitted(&at.gql(costliest, json!({})).await, costliest);
-    let under = TestApp::with_env(&[("GRAPHQL_MAX_COMPLEXITY", "1612")]).await;
+    let under = TestApp::with_env(&[("GRAPHQL_MAX_COMPLEXITY", "1712")]).await;
     assert_refused_by(&under.gql(costliest, json!({})).await, TOO_COMPLEX);
 }
 
@@ -449,6 +452,95 @@ async fn the_complexity_limit_alone_refuses_a_shallow_costly_query() {
     let off = TestApp::with_env(&[("GRAPHQL_MAX_COMPLEXITY", "0")]).await;
     let s = off.sign_in(&phone(1)).await;
     assert_ok(&off.gql_as(&s.access_token, costly, json!({})).await);
+}
+
+/// The refusal as the WebSocket gives it: an `error` message, or a `next` carrying errors.
+async fn socket_errors(socket: &mut Socket, id: &str) -> Value {
+    let message = next_for(socket, id).await;
+    match message["type"].as_str() {
+        Some("next") => message["payload"].clone(),
+        Some("error") => json!({ "errors": message["payload"] }),
+        _ => panic!("operation {id} was not refused: {message}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_selects_only_page_info_is_paid_per_row() {
+    // `pageInfo` needs its page loaded (first + 1 rows), so it is paid once per row: under each
+    // row of a page of 100 it costs 10,202, not the 202 it cost when it was free.
+    let inner = "invitedUsers(first: 100) { pageInfo { hasNextPage } }";
+    let costly = format!("{{ me {{ invitedUsers(first: 100) {{ nodes {{ {inner} }} }} }} }}");
+    let app = TestApp::spawn().await;
+    let s = app.sign_in(&phone(1)).await;
+    let auth = format!("Bearer {}", s.access_token);
+    // POST.
+    assert_refused_by(
+        &app.gql_as(&s.access_token, &costly, json!({})).await,
+        TOO_COMPLEX,
+    );
+    // GET.
+    let r = app
+        .get(
+            &format!("/graphql?query={}", url_encode(&costly)),
+            &[("authorization", auth.as_str())],
+        )
+        .await;
+    assert_refused_by(&r.body, TOO_COMPLEX);
+    // A JSON batch: refused, its neighbour answered.
+    let batch = json!([{ "query": costly }, { "query": "{ __typename }" }]);
+    let r = app
+        .post(&[JSON, ("authorization", auth.as_str())], batch.to_string())
+        .await;
+    assert_refused_by(&r.body[0], TOO_COMPLEX);
+    assert_eq!(r.body[1]["data"]["__typename"], "Query");
+    // Aliases of one page with different sizes (no two share a load) each pay their rows,
+    // `first + 1`: 22 of them (first 100 down to 79) cost 1 + 1,991 = 1,992 and pass; a 23rd
+    // (first 78, 79 more) makes 2,071 and is refused.
+    let fan = |n: u32| {
+        let pages: String = (0..n)
+            .map(|i| {
+                format!(
+                    "p{i}: invitedUsers(first: {}) {{ pageInfo {{ hasNextPage }} }} ",
+                    100 - i
+                )
+            })
+            .collect();
+        format!("{{ me {{ {pages} }} }}")
+    };
+    assert_ok(&app.gql_as(&s.access_token, &fan(22), json!({})).await);
+    assert_refused_by(
+        &app.gql_as(&s.access_token, &fan(23), json!({})).await,
+        TOO_COMPLEX,
+    );
+    // The WebSocket, on a subscription with the same shape.
+    let addr = serve(&app).await;
+    let mut socket = connect(addr, Some(&s.access_token)).await;
+    let subscription = format!(
+        "subscription {{ invitedUserJoined {{ invitedUsers(first: 100) {{ nodes {{ {inner} }} }} }} }}"
+    );
+    start(&mut socket, "1", &subscription).await;
+    assert_refused_by(&socket_errors(&mut socket, "1").await, TOO_COMPLEX);
+    // An admin's `users` pays the same way.
+    let admin = app.sign_in(ADMIN).await;
+    let users = format!("{{ users(first: 100) {{ nodes {{ {inner} }} }} }}");
+    assert_refused_by(
+        &app.gql_as(&admin.access_token, &users, json!({})).await,
+        TOO_COMPLEX,
+    );
+    // What a client legitimately asks for passes: one page's pageInfo at 100 costs 102.
+    assert_ok(
+        &app.gql_as(
+            &s.access_token,
+            &format!("{{ me {{ {inner} }} }}"),
+            json!({}),
+        )
+        .await,
+    );
+    // With the complexity limit off, nothing else refuses these shapes.
+    let off = TestApp::with_env(&[("GRAPHQL_MAX_COMPLEXITY", "0")]).await;
+    let s = off.sign_in(&phone(1)).await;
+    assert_ok(&off.gql_as(&s.access_token, &costly, json!({})).await);
+    assert_ok(&off.gql_as(&s.access_token, &fan(23), json!({})).await);
 }
 
 #[tokio::test]

@@ -78,7 +78,10 @@ impl UserConnection {
         self.rows.iter().cloned().map(User).collect()
     }
 
-    #[graphql(complexity = 0)]
+    // Costs 1 per row, whatever it selects: it needs the page loaded (`first + 1` rows, to know
+    // `hasNextPage`), so a page that selects only `pageInfo` still reads every row it is paid
+    // for here (docs/tools.md, "How cost is counted").
+    #[graphql(complexity = 1)]
     async fn page_info(&self) -> PageInfo {
         PageInfo {
             has_next_page: self.has_next_page,
