@@ -1,7 +1,8 @@
 //! The schema as the transports run it. Every request — POST, GET, and each operation sent over
 //! a WebSocket — goes through [`GraphqlExecutor`], which parses the document once (async-graphql
 //! keeps the parsed document in the request and does not parse it again), refuses a repeated
-//! mutation field (`sensitive_fields`), gives the operation its own DataLoaders (a cache never
+//! mutation field (`sensitive_fields`) and a document whose fragments expand past the complexity
+//! budget (`expanded_fields`), gives the operation its own DataLoaders (a cache never
 //! outlives one operation, even on a long-lived socket), sends an introspection-only operation to
 //! the introspection schema (its own depth limit, see [`introspection`](super::introspection)), and
 //! records the operation's metrics.
@@ -16,8 +17,9 @@ use futures_util::{StreamExt, stream, stream::BoxStream};
 use sea_orm::DatabaseConnection;
 
 use super::{
-    AppSchema, documents::DocumentCache, introspection, loaders::Loaders, operation_metrics,
-    persisted::PersistedOperations, response_order::ResponseOrder, sensitive_fields,
+    AppSchema, documents::DocumentCache, expanded_fields, introspection, loaders::Loaders,
+    operation_metrics, persisted::PersistedOperations, response_order::ResponseOrder,
+    sensitive_fields,
 };
 
 #[derive(Clone)]
@@ -29,6 +31,8 @@ pub struct GraphqlExecutor {
     /// Parsed documents by their text (`documents`): parsed once, not per request.
     documents: Arc<DocumentCache>,
     db: DatabaseConnection,
+    /// `GRAPHQL_MAX_COMPLEXITY`, which also bounds the fields of the expanded document.
+    max_complexity: usize,
 }
 
 /// What [`GraphqlExecutor::admit`] decided for a request.
@@ -47,6 +51,7 @@ impl GraphqlExecutor {
         introspection: Option<AppSchema>,
         persisted: PersistedOperations,
         db: DatabaseConnection,
+        max_complexity: usize,
     ) -> Self {
         Self {
             schema,
@@ -54,6 +59,7 @@ impl GraphqlExecutor {
             persisted: Arc::new(persisted),
             documents: Arc::default(),
             db,
+            max_complexity,
         }
     }
 
@@ -90,6 +96,12 @@ impl GraphqlExecutor {
             crate::otel::name_operation(document, operation_name);
         }
         if let Err(error) = sensitive_fields::check(document) {
+            return Err(Box::new(Response::from_errors(vec![error])));
+        }
+        // A cached document passed this check when it was kept (the budget does not change).
+        if !parsed.cached
+            && let Err(error) = expanded_fields::check(document, self.max_complexity)
+        {
             return Err(Box::new(Response::from_errors(vec![error])));
         }
         let schema = match &self.introspection {

@@ -3,6 +3,7 @@
 
 mod documents;
 mod executor;
+mod expanded_fields;
 pub mod introspection;
 pub mod loaders;
 mod mutation;

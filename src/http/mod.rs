@@ -41,6 +41,7 @@ pub fn router(app: AppState) -> Router {
             app.config.graphql.persisted_operations_only,
         ),
         app.db.clone(),
+        app.config.graphql.max_complexity,
     );
     let cors = cors::layer(&app.config);
     let state: HttpState = Arc::new(Shared {
