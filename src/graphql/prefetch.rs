@@ -81,11 +81,7 @@ pub async fn invitees_of_page(
         if wants("totalCount") && !counts_loaded {
             counts_loaded = true;
             let ids: Vec<i64> = user_ids.iter().copied().chain(owner).collect();
-            let counts = user_service::invitee_counts(db, &ids).await?;
-            let entries = ids
-                .iter()
-                .map(|id| (*id, counts.get(id).copied().unwrap_or(0)));
-            loaders.invite_counts().feed_many(entries).await;
+            loaders.prefetch_invite_counts(&ids).await?;
         }
     }
     Ok(())

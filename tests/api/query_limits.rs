@@ -385,6 +385,23 @@ async fn the_costliest_contract_operation_costs_what_the_docs_say() {
     assert_refused_by(&under.gql(costliest, json!({})).await, TOO_COMPLEX);
 }
 
+#[tokio::test]
+async fn sessions_is_paid_like_a_default_page() {
+    // docs/tools.md: not paginated, so 20 × its 5 fields + 1 = 101.
+    let sessions = "{ sessions { id createdAt lastUsedAt userAgent current } }";
+    let at = TestApp::with_env(&[("GRAPHQL_MAX_COMPLEXITY", "101")]).await;
+    let s = at.sign_in(&phone(1)).await;
+    let body = at.gql_as(&s.access_token, sessions, json!({})).await;
+    assert_ok(&body);
+    assert_eq!(body["data"]["sessions"][0]["current"], true, "{body}");
+    let under = TestApp::with_env(&[("GRAPHQL_MAX_COMPLEXITY", "100")]).await;
+    let s = under.sign_in(&phone(1)).await;
+    assert_refused_by(
+        &under.gql_as(&s.access_token, sessions, json!({})).await,
+        TOO_COMPLEX,
+    );
+}
+
 /// `me` with `invitedUsers(first: 1) { nodes { … } }` nested `levels` times, ending in
 /// `totalCount`: 2 × levels + 1 fields deep, and cheap (each page holds one row).
 fn deep_cheap_query(levels: usize) -> String {
@@ -541,6 +558,92 @@ async fn a_page_that_selects_only_page_info_is_paid_per_row() {
     let s = off.sign_in(&phone(1)).await;
     assert_ok(&off.gql_as(&s.access_token, &costly, json!({})).await);
     assert_ok(&off.gql_as(&s.access_token, &fan(23), json!({})).await);
+}
+
+/// `levels` fragments on `on`, each spreading the one below ten times; the last selects
+/// `field` ten times: 10^levels fields for a cost of 0 (`__typename`, `totalCount`).
+fn fragment_fan(on: &str, field: &str, levels: usize) -> String {
+    let mut fragments = String::new();
+    for level in 1..=levels {
+        let inner = if level == 1 {
+            format!("{field} ").repeat(10)
+        } else {
+            format!("...F{} ", level - 1).repeat(10)
+        };
+        fragments.push_str(&format!("fragment F{level} on {on} {{ {inner} }}\n"));
+    }
+    fragments
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fragments_that_expand_past_the_budget_are_refused_at_every_door() {
+    // async-graphql leaves free fields out of the cost and resolves every spread again, so
+    // 10,000 `__typename` through four levels of fragments cost 1; counted expanded, they are
+    // refused with the complexity limit's message.
+    let fan = format!(
+        "{{ me {{ ...F4 }} }}\n{}",
+        fragment_fan("User", "__typename", 4)
+    );
+    let small = format!(
+        "{{ me {{ ...F3 }} }}\n{}",
+        fragment_fan("User", "__typename", 3)
+    );
+    let app = TestApp::spawn().await;
+    let s = app.sign_in(&phone(1)).await;
+    let auth = format!("Bearer {}", s.access_token);
+    // POST.
+    assert_refused_by(
+        &app.gql_as(&s.access_token, &fan, json!({})).await,
+        TOO_COMPLEX,
+    );
+    // 1,001 fields (me and 1,000 `__typename`) pass.
+    assert_ok(&app.gql_as(&s.access_token, &small, json!({})).await);
+    // GET.
+    let r = app
+        .get(
+            &format!("/graphql?query={}", url_encode(&fan)),
+            &[("authorization", auth.as_str())],
+        )
+        .await;
+    assert_refused_by(&r.body, TOO_COMPLEX);
+    // A JSON batch: refused, its neighbour answered.
+    let batch = json!([{ "query": fan }, { "query": "{ __typename }" }]);
+    let r = app
+        .post(&[JSON, ("authorization", auth.as_str())], batch.to_string())
+        .await;
+    assert_refused_by(&r.body[0], TOO_COMPLEX);
+    assert_eq!(r.body[1]["data"]["__typename"], "Query");
+    // The WebSocket.
+    let addr = serve(&app).await;
+    let mut socket = connect(addr, Some(&s.access_token)).await;
+    let subscription = format!(
+        "subscription {{ invitedUserJoined {{ ...F4 }} }}\n{}",
+        fragment_fan("User", "__typename", 4)
+    );
+    start(&mut socket, "1", &subscription).await;
+    assert_refused_by(&socket_errors(&mut socket, "1").await, TOO_COMPLEX);
+    // An admin's total count, spread 10,000 times, the same way.
+    let admin = app.sign_in(ADMIN).await;
+    let counts = format!(
+        "{{ users(first: 1) {{ ...F4 }} }}\n{}",
+        fragment_fan("UserConnection", "totalCount", 4)
+    );
+    assert_refused_by(
+        &app.gql_as(&admin.access_token, &counts, json!({})).await,
+        TOO_COMPLEX,
+    );
+    // The same document a second time (a cached document is not counted again) is still
+    // refused: it was never kept.
+    assert_refused_by(
+        &app.gql_as(&s.access_token, &fan, json!({})).await,
+        TOO_COMPLEX,
+    );
+    // With the complexity limit off, nothing else refuses them.
+    let off = TestApp::with_env(&[("GRAPHQL_MAX_COMPLEXITY", "0")]).await;
+    let s = off.sign_in(&phone(1)).await;
+    let body = off.gql_as(&s.access_token, &fan, json!({})).await;
+    assert_ok(&body);
+    assert_eq!(body["data"]["me"]["__typename"], "User");
 }
 
 #[tokio::test]

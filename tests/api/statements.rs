@@ -132,3 +132,81 @@ async fn sign_in_statement_counts_stay_put() {
     );
     eprintln!("requestCode: {request_code} statements, verifyCode: {verify_code} statements");
 }
+
+/// `n` aliases of `field`, for a selection set.
+fn aliases(n: usize, field: &str) -> String {
+    (0..n).map(|i| format!("a{i}: {field} ")).collect()
+}
+
+#[tokio::test]
+async fn a_field_asked_for_again_is_not_read_again() {
+    // async-graphql resolves every alias of a field anew, and `totalCount` costs nothing, so
+    // each read is done once per operation: 50 aliases cost what one does.
+    let app = TestApp::with_env(&[("GRAPHQL_MAX_COMPLEXITY", "0")]).await;
+    let admin = app.sign_in("+79990000001").await;
+    let admin_id: i64 = admin.user_id.parse().expect("numeric id");
+    seed_invitees(&app, admin_id, 3, 1000).await;
+    let count_of = |query: String| {
+        let app = &app;
+        let token = admin.access_token.clone();
+        async move {
+            app.reset_statements();
+            let body = app.gql_as(&token, &query, json!({})).await;
+            assert_ok(&body);
+            (app.statements(), app.statement_log(), body)
+        }
+    };
+    // users { totalCount }: the admin check and one count, no rows (nothing selects them).
+    let (one, log, _) = count_of("{ users(first: 100) { totalCount } }".to_owned()).await;
+    assert_eq!(one, 2, "{log:?}");
+    let (many, log, body) = count_of(format!(
+        "{{ users(first: 100) {{ {} }} }}",
+        aliases(50, "totalCount")
+    ))
+    .await;
+    assert_eq!(many, one, "{log:?}");
+    assert_eq!(body["data"]["users"]["a49"], 4, "{body}");
+    // The same through 50 aliases of the list itself (each pays the admin check, which is
+    // not what this rule is about), and through fragments.
+    let (via_lists, log, _) = count_of(format!(
+        "{{ {} }}",
+        aliases(50, "users(first: 1) { totalCount }")
+    ))
+    .await;
+    assert_eq!(via_lists, 50 + 1, "{log:?}");
+    // me { invitedUsers { totalCount } }, 50 times: me, then one count.
+    let (invitees, log, body) = count_of(format!(
+        "{{ me {{ {} }} }}",
+        aliases(50, "invitedUsers(first: 1) { totalCount }")
+    ))
+    .await;
+    assert_eq!(invitees, 2, "{log:?}");
+    assert_eq!(body["data"]["me"]["a49"]["totalCount"], 3, "{body}");
+    // The counts a page prefetches for its rows, under 50 aliases of the page: me, the page,
+    // and the rows' counts (with the page's own) once.
+    let page = |first: &dyn Fn(usize) -> usize| {
+        let pages: String = (0..50)
+            .map(|i| {
+                format!(
+                    "a{i}: invitedUsers(first: {}) {{ totalCount nodes {{ invitedUsers {{ totalCount }} }} }} ",
+                    first(i)
+                )
+            })
+            .collect();
+        format!("{{ me {{ {pages} }} }}")
+    };
+    let (prefetched, log, body) = count_of(page(&|_| 3)).await;
+    assert_eq!(prefetched, 1 + 1 + 1, "{log:?}");
+    assert_eq!(body["data"]["me"]["a49"]["totalCount"], 3, "{body}");
+    // Pages of 1, 2 and 3 rows: three pages, and at most one count per page for the rows it
+    // brings that no page before it did.
+    let (prefetched, log, _) = count_of(page(&|i| i % 3 + 1)).await;
+    assert!((1 + 3 + 1..=1 + 3 + 3).contains(&prefetched), "{log:?}");
+    // sessions, 50 times: one read.
+    let (sessions, log, body) = count_of(format!("{{ {} }}", aliases(50, "sessions { id }"))).await;
+    assert_eq!(sessions, 1, "{log:?}");
+    assert_eq!(
+        body["data"]["a49"][0]["id"], body["data"]["a0"][0]["id"],
+        "{body}"
+    );
+}

@@ -4,9 +4,7 @@ use super::User;
 use crate::{
     db::entities::users,
     domain::cursor::{self, Position},
-    graphql::loaders::{Loaders, loader_error},
-    services::users as user_service,
-    state::AppState,
+    graphql::loaders::Loaders,
 };
 
 /// Which list a connection pages through: it decides the cursor's sort key and where
@@ -51,16 +49,11 @@ impl UserConnection {
     #[graphql(complexity = 0)]
     async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
         match self.list {
-            List::AllUsers => {
-                Ok(user_service::count_all(&ctx.data_unchecked::<AppState>().db).await?)
-            }
+            List::AllUsers => Ok(ctx.data_unchecked::<Loaders>().all_users_count().await?),
             List::InviteesOf(inviter_id) => Ok(ctx
                 .data_unchecked::<Loaders>()
-                .invite_counts()
-                .load_one(inviter_id)
-                .await
-                .map_err(loader_error)?
-                .unwrap_or_default()),
+                .invite_count(inviter_id)
+                .await?),
         }
     }
 
