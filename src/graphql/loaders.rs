@@ -94,8 +94,8 @@ impl Loader<i64> for InviteCountLoader {
 /// The loaders of one operation, each made on first use: most operations (`me`, sign-in)
 /// never touch one, and a DataLoader is not free to set up.
 ///
-/// Fields the cost count treats as free or cheap (`totalCount`, `sessions`) are read at most
-/// once per operation here: async-graphql resolves every alias and every fragment spread of a
+/// Fields the cost count treats as free or cheap (`me`, `totalCount`, `sessions`) are read at
+/// most once per operation here: async-graphql resolves every alias and every fragment spread of a
 /// field again, so without this, `users(first: 1) { ...F }` with `F` spreading `totalCount`
 /// 10,000 times would count the whole table 10,000 times at a cost of 1.
 pub struct Loaders {
@@ -108,6 +108,7 @@ pub struct Loaders {
     /// Prefetched counts are loaded one page at a time, so that a page asked for again
     /// (aliases, fragments) finds its counts loaded instead of loading them beside the first.
     prefetching_counts: tokio::sync::Mutex<()>,
+    viewer: OnceCell<users::Model>,
     all_users_count: OnceCell<i64>,
     live_sessions: OnceCell<Arc<Vec<SessionInfo>>>,
 }
@@ -120,6 +121,7 @@ impl Loaders {
             invite_counts: OnceLock::new(),
             invite_count_cells: Mutex::default(),
             prefetching_counts: tokio::sync::Mutex::new(()),
+            viewer: OnceCell::new(),
             all_users_count: OnceCell::new(),
             live_sessions: OnceCell::new(),
         }
@@ -169,6 +171,15 @@ impl Loaders {
             .map(|id| (*id, counts.get(id).copied().unwrap_or(0)));
         self.invite_counts().feed_many(entries).await;
         Ok(())
+    }
+
+    /// The signed-in user's row (`me`, and the admin check of `users`), read once per
+    /// operation: each alias of `me` would otherwise be a lookup of its own.
+    pub async fn viewer(&self, user_id: i64) -> Result<users::Model, AppError> {
+        self.viewer
+            .get_or_try_init(|| user_service::signed_in(&self.db, user_id))
+            .await
+            .cloned()
     }
 
     /// `users { totalCount }`, counted once per operation.

@@ -15,8 +15,7 @@ impl QueryRoot {
     /// The signed-in user. UNAUTHENTICATED without a valid access token.
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
         let user_id = ctx.data_unchecked::<Viewer>().user_id()?;
-        let state = ctx.data_unchecked::<AppState>();
-        Ok(User(users::signed_in(&state.db, user_id).await?))
+        Ok(User(ctx.data_unchecked::<Loaders>().viewer(user_id).await?))
     }
 
     /// Every user, newest first. FORBIDDEN unless the caller is an admin (ADMIN_PHONES).
@@ -29,7 +28,10 @@ impl QueryRoot {
     ) -> async_graphql::Result<UserConnection> {
         let user_id = ctx.data_unchecked::<Viewer>().user_id()?;
         let state = ctx.data_unchecked::<AppState>();
-        users::admin(state, user_id).await?;
+        users::admin(
+            state,
+            ctx.data_unchecked::<Loaders>().viewer(user_id).await?,
+        )?;
         let first = cursor::page_size(first.unwrap_or(cursor::DEFAULT_PAGE))?;
         let after = after.as_deref().map(cursor::decode).transpose()?;
         if !prefetch::selects_rows(&ctx.look_ahead()) {

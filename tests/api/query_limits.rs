@@ -638,9 +638,31 @@ async fn fragments_that_expand_past_the_budget_are_refused_at_every_door() {
         &app.gql_as(&s.access_token, &fan, json!({})).await,
         TOO_COMPLEX,
     );
+    // The operations of one document count together (async-graphql validates them all,
+    // whichever one runs): two of 1,001 fields each are refused, even naming one.
+    let two = format!(
+        "query a {{ me {{ ...F3 }} }} query b {{ me {{ ...F3 }} }}\n{}",
+        fragment_fan("User", "__typename", 3)
+    );
+    let request = json!({ "query": two, "operationName": "a" });
+    let r = app
+        .post(
+            &[JSON, ("authorization", auth.as_str())],
+            request.to_string(),
+        )
+        .await;
+    assert_refused_by(&r.body, TOO_COMPLEX);
     // With the complexity limit off, nothing else refuses them.
     let off = TestApp::with_env(&[("GRAPHQL_MAX_COMPLEXITY", "0")]).await;
     let s = off.sign_in(&phone(1)).await;
+    let auth = format!("Bearer {}", s.access_token);
+    let r = off
+        .post(
+            &[JSON, ("authorization", auth.as_str())],
+            request.to_string(),
+        )
+        .await;
+    assert_eq!(r.body["data"]["me"]["__typename"], "User", "{}", r.body);
     let body = off.gql_as(&s.access_token, &fan, json!({})).await;
     assert_ok(&body);
     assert_eq!(body["data"]["me"]["__typename"], "User");
