@@ -98,9 +98,9 @@ impl GraphqlExecutor {
         if let Err(error) = sensitive_fields::check(document) {
             return Err(Box::new(Response::from_errors(vec![error])));
         }
-        // A cached document passed this check when it was kept (the budget does not change).
-        if !parsed.cached
-            && let Err(error) = expanded_fields::check(document, self.max_complexity)
+        // Also for a cached document: `first: $n` makes the count depend on the variables.
+        if let Err(error) =
+            expanded_fields::check(document, &request.variables, self.max_complexity)
         {
             return Err(Box::new(Response::from_errors(vec![error])));
         }

@@ -1,22 +1,30 @@
-//! Every field a document selects, with each fragment spread expanded, counts at least once
-//! against the complexity budget (`GRAPHQL_MAX_COMPLEXITY`).
+//! Every field a document selects, with each fragment spread expanded and each row's fields
+//! counted once per row the list may hold, counts at least once against the complexity budget
+//! (`GRAPHQL_MAX_COMPLEXITY`).
 //!
-//! async-graphql's cost count leaves out fields that cost 0 (`__typename`, `totalCount`) and
-//! async-graphql resolves every alias and every spread of a field again. So fragments that
-//! spread each other ten times over, four levels down, make 10,000 fields at a cost near 0:
-//! `{ users(first: 1) { ...F4 } }` with `F1` selecting `totalCount` ten times and `F2`–`F4`
-//! each spreading the one below ten times. Counting the expanded document refuses that, with
-//! the complexity limit's own message, before anything runs. Each fragment is counted once
-//! (`memo`), so the count costs the document's length, not its expansion.
+//! async-graphql's cost count leaves out fields that cost 0 (`__typename`, `totalCount`), and
+//! async-graphql resolves every alias and every spread of a field again, for every row. So:
+//! - fragments that spread each other ten times over, four levels down, make 10,000 fields at
+//!   a cost near 0: `{ users(first: 1) { ...F4 } }` with `F1` selecting `totalCount` ten times
+//!   and `F2`–`F4` each spreading the one below ten times;
+//! - `invitedUsers(first: 100) { nodes { …1,997 × __typename } }` costs 101 and resolves
+//!   about 200,000 fields under 100 rows, and `sessions { …1,997 × __typename } }` costs 1.
+//!
+//! Counting the expanded document, rows multiplied as the cost count multiplies them
+//! ([`page_rows`]: `edges` and `nodes` of a page, the rows of `sessions`), refuses those with
+//! the complexity limit's own message, before anything runs. Each fragment is counted once per
+//! place it can sit (`memo`), so the count costs about the document's length, not its expansion.
 
 use std::collections::HashMap;
 
 use async_graphql::{
-    ServerError,
-    parser::types::{ExecutableDocument, Selection, SelectionSet},
+    ServerError, Variables,
+    parser::types::{ExecutableDocument, Field, OperationDefinition, Selection, SelectionSet},
 };
+use async_graphql_value::{ConstValue, Value};
 
-use crate::error::code;
+use super::types::{PAGINATED_FIELDS, page_rows};
+use crate::{error::code, services::sessions};
 
 /// How deep fields and fragments are followed. The schema's recursive-depth limit (32) refuses
 /// deeper documents anyway; this check runs before it, so it must not recurse without bound.
@@ -28,18 +36,28 @@ const TOO_COMPLEX: &str = "Query is too complex.";
 /// Refuses a document whose operations select more than `budget` fields in all, once their
 /// fragments are expanded. All of them, not only the one that runs: async-graphql validates
 /// every operation of a document, so 3,000 operations of 1,900 fields each would be as much
-/// work as one of 5.7 million. `budget` 0 (the complexity limit off) checks nothing.
-pub fn check(document: &ExecutableDocument, budget: usize) -> Result<(), ServerError> {
+/// work as one of 5.7 million. `variables` give `first: $n` its value. `budget` 0 (the
+/// complexity limit off) checks nothing.
+pub fn check(
+    document: &ExecutableDocument,
+    variables: &Variables,
+    budget: usize,
+) -> Result<(), ServerError> {
     if budget == 0 {
         return Ok(());
     }
-    // A fragment's count is the same in every operation that spreads it.
-    let mut memo = HashMap::new();
     let mut total: usize = 0;
     for (_, operation) in document.operations.iter() {
+        let mut counter = Counter {
+            document,
+            operation: &operation.node,
+            variables,
+            memo: HashMap::new(),
+        };
         // Refused, not passed, when too deep: what was not counted could be anything.
-        let fields =
-            count(document, &operation.node.selection_set.node, &mut memo, 0).unwrap_or(usize::MAX);
+        let fields = counter
+            .count(&operation.node.selection_set.node, None, 0)
+            .unwrap_or(usize::MAX);
         total = total.saturating_add(fields);
         if total > budget {
             let mut error = ServerError::new(TOO_COMPLEX, Some(operation.pos));
@@ -56,54 +74,112 @@ pub fn check(document: &ExecutableDocument, budget: usize) -> Result<(), ServerE
 /// Nested past [`MAX_NESTING`].
 struct TooDeep;
 
-/// The fields of `selection_set` and everything under it, fragments expanded. A fragment in
-/// progress (one that spreads itself, which validation refuses anyway) counts as empty inside
-/// itself.
-fn count<'a>(
+struct Counter<'a> {
     document: &'a ExecutableDocument,
-    selection_set: &'a SelectionSet,
-    memo: &mut HashMap<&'a str, Option<usize>>,
-    nesting: usize,
-) -> Result<usize, TooDeep> {
-    if nesting > MAX_NESTING {
-        return Err(TooDeep);
-    }
-    let mut total: usize = 0;
-    for selection in &selection_set.items {
-        let fields = match &selection.node {
-            Selection::Field(field) => {
-                1 + count(document, &field.node.selection_set.node, memo, nesting + 1)?
-            }
-            Selection::InlineFragment(fragment) => count(
-                document,
-                &fragment.node.selection_set.node,
-                memo,
-                nesting + 1,
-            )?,
-            Selection::FragmentSpread(spread) => {
-                let name = spread.node.fragment_name.node.as_str();
-                match memo.get(name) {
-                    Some(known) => known.unwrap_or(0),
-                    None => {
-                        memo.insert(name, None);
-                        let fields = match document.fragments.get(name) {
-                            Some(fragment) => count(
-                                document,
-                                &fragment.node.selection_set.node,
-                                memo,
-                                nesting + 1,
-                            )?,
-                            None => 0,
-                        };
-                        memo.insert(name, Some(fields));
-                        fields
+    operation: &'a OperationDefinition,
+    variables: &'a Variables,
+    /// (fragment, the rows of the page it sits in) → its fields; None while being counted.
+    memo: HashMap<(&'a str, Option<usize>), Option<usize>>,
+}
+
+impl<'a> Counter<'a> {
+    /// The fields of `selection_set` and everything under it. `page_rows` is Some when the
+    /// selection set is a page's (`UserConnection`): its `edges` and `nodes` hold that many
+    /// rows. A fragment in progress (one that spreads itself, which validation refuses anyway)
+    /// counts as empty inside itself.
+    fn count(
+        &mut self,
+        selection_set: &'a SelectionSet,
+        page_rows: Option<usize>,
+        nesting: usize,
+    ) -> Result<usize, TooDeep> {
+        if nesting > MAX_NESTING {
+            return Err(TooDeep);
+        }
+        let mut total: usize = 0;
+        for selection in &selection_set.items {
+            let fields = match &selection.node {
+                Selection::Field(field) => self.field(&field.node, page_rows, nesting)?,
+                Selection::InlineFragment(fragment) => {
+                    self.count(&fragment.node.selection_set.node, page_rows, nesting + 1)?
+                }
+                Selection::FragmentSpread(spread) => {
+                    let key = (spread.node.fragment_name.node.as_str(), page_rows);
+                    match self.memo.get(&key) {
+                        Some(known) => known.unwrap_or(0),
+                        None => {
+                            self.memo.insert(key, None);
+                            let fields = match self.document.fragments.get(key.0) {
+                                Some(fragment) => self.count(
+                                    &fragment.node.selection_set.node,
+                                    page_rows,
+                                    nesting + 1,
+                                )?,
+                                None => 0,
+                            };
+                            self.memo.insert(key, Some(fields));
+                            fields
+                        }
                     }
                 }
-            }
-        };
-        total = total.saturating_add(fields);
+            };
+            total = total.saturating_add(fields);
+        }
+        Ok(total)
     }
-    Ok(total)
+
+    /// One field and what it selects, times the rows it holds.
+    fn field(
+        &mut self,
+        field: &'a Field,
+        page_rows: Option<usize>,
+        nesting: usize,
+    ) -> Result<usize, TooDeep> {
+        let name = field.name.node.as_str();
+        let children = &field.selection_set.node;
+        let (rows, inner_page) = if PAGINATED_FIELDS.contains(&name) {
+            (1, Some(self.first(field)))
+        } else if name == "sessions" {
+            (sessions::MAX_LISTED as usize, None)
+        } else if name == "edges" || name == "nodes" {
+            (page_rows.unwrap_or(1), None)
+        } else {
+            (1, None)
+        };
+        let below = self.count(children, inner_page, nesting + 1)?;
+        Ok(rows.saturating_mul(below).saturating_add(1))
+    }
+
+    /// The rows a paginated field's `first` asks for, from a literal, a variable or its
+    /// default, as [`page_rows`] counts them.
+    fn first(&self, field: &Field) -> usize {
+        let argument = field
+            .arguments
+            .iter()
+            .find(|(name, _)| name.node == "first")
+            .map(|(_, value)| &value.node);
+        let value = match argument {
+            Some(Value::Variable(variable)) => {
+                self.variables.get(variable).cloned().or_else(|| {
+                    self.operation
+                        .variable_definitions
+                        .iter()
+                        .find(|definition| definition.node.name.node == *variable)
+                        .and_then(|definition| definition.node.default_value.clone())
+                        .map(|value| value.node)
+                })
+            }
+            Some(value) => value.clone().into_const(),
+            None => None,
+        };
+        let first = match value {
+            Some(ConstValue::Number(n)) => {
+                Some(n.as_i64().and_then(|n| i32::try_from(n).ok()).unwrap_or(0))
+            }
+            _ => None,
+        };
+        page_rows(first)
+    }
 }
 
 #[cfg(test)]
@@ -112,16 +188,24 @@ mod tests {
 
     use super::*;
 
-    fn fields(query: &str) -> Option<usize> {
+    /// The count of the document's first operation, with `variables`.
+    fn fields_with(query: &str, variables: serde_json::Value) -> Option<usize> {
         let document = parse_query(query).expect("the test document parses");
         let (_, operation) = document.operations.iter().next().expect("an operation");
-        count(
-            &document,
-            &operation.node.selection_set.node,
-            &mut HashMap::new(),
-            0,
-        )
-        .ok()
+        let variables = Variables::from_json(variables);
+        let mut counter = Counter {
+            document: &document,
+            operation: &operation.node,
+            variables: &variables,
+            memo: HashMap::new(),
+        };
+        counter
+            .count(&operation.node.selection_set.node, None, 0)
+            .ok()
+    }
+
+    fn fields(query: &str) -> Option<usize> {
+        fields_with(query, serde_json::json!({}))
     }
 
     /// `levels` fragments, each spreading the one below `fan` times; the last selects
@@ -164,18 +248,93 @@ mod tests {
     }
 
     #[test]
+    fn the_rows_of_a_page_multiply_what_they_hold() {
+        // me 1 + invitedUsers 1 + nodes (1 + 100 × 2) + edges (1 + 100 × (cursor 1 + node 2))
+        // + totalCount 1 + pageInfo 2: the page's own fields once, its rows' once per row.
+        assert_eq!(
+            fields(
+                "{ me { invitedUsers(first: 100) { nodes { __typename id } \
+                 edges { cursor node { id } } totalCount pageInfo { hasNextPage } } } }"
+            ),
+            Some(1 + 1 + 201 + 301 + 1 + 2)
+        );
+        // The default page is 20 rows; an out-of-range `first` counts one, as in the cost.
+        assert_eq!(fields("{ users { nodes { id } } }"), Some(1 + 1 + 20));
+        assert_eq!(
+            fields("{ users(first: 0) { nodes { id } } }"),
+            Some(1 + 1 + 1)
+        );
+        assert_eq!(fields("{ users(first: 101) { nodes { id } } }"), Some(3));
+        // Through fragments and inline fragments, and pages inside rows.
+        assert_eq!(
+            fields(
+                "{ users(first: 10) { ...Rows } } fragment Rows on UserConnection { \
+                 ... on UserConnection { nodes { invitedUsers(first: 5) { nodes { id } } } } }"
+            ),
+            Some(1 + 1 + 10 * (1 + 1 + 5))
+        );
+        // The same fragment inside and outside a page counts its rows only inside.
+        assert_eq!(
+            fields(
+                "{ users(first: 10) { ...N } me { invitedUsers(first: 3) { ...N } } } \
+                 fragment N on UserConnection { nodes { id } }"
+            ),
+            Some((1 + 1 + 10) + (1 + 1 + 1 + 3))
+        );
+        // `edges` and `nodes` outside a page are one each.
+        assert_eq!(fields("{ nodes { id } }"), Some(2));
+        // sessions holds at most MAX_LISTED rows.
+        assert_eq!(
+            fields("{ sessions { id current } }"),
+            Some(1 + sessions::MAX_LISTED as usize * 2)
+        );
+    }
+
+    #[test]
+    fn first_comes_from_a_variable_or_its_default() {
+        let query = "query($n: Int = 7) { users(first: $n) { nodes { id } } }";
+        assert_eq!(fields_with(query, serde_json::json!({ "n": 50 })), Some(52));
+        assert_eq!(fields_with(query, serde_json::json!({})), Some(9));
+        // null, or no value and no default: the field's own default (20).
+        assert_eq!(
+            fields_with(query, serde_json::json!({ "n": null })),
+            Some(22)
+        );
+        assert_eq!(
+            fields("query($m: Int) { users(first: $m) { nodes { id } } }"),
+            Some(22)
+        );
+        // Out of range, or not a number at all: one row.
+        assert_eq!(
+            fields_with(query, serde_json::json!({ "n": 5_000_000_000i64 })),
+            Some(3)
+        );
+        assert_eq!(
+            fields_with(query, serde_json::json!({ "n": "x" })),
+            Some(22)
+        );
+    }
+
+    #[test]
     fn the_budget_refuses_past_it_and_zero_turns_it_off() {
+        let none = Variables::default();
         let document = parse_query(fan_out(4, 10)).expect("parses");
-        let error = check(&document, 2000).expect_err("10,000 fields");
+        let error = check(&document, &none, 2000).expect_err("10,000 fields");
         assert_eq!(error.message, TOO_COMPLEX);
-        assert!(check(&document, 10_000).is_ok());
-        assert!(check(&document, 9_999).is_err());
-        assert!(check(&document, 0).is_ok());
+        assert!(check(&document, &none, 10_000).is_ok());
+        assert!(check(&document, &none, 9_999).is_err());
+        assert!(check(&document, &none, 0).is_ok());
         // Every operation of the document is counted, together: 2 + 4 fields.
         let two = parse_query("query A { me { id } } query B { a: me { id } b: me { id } }")
             .expect("parses");
-        assert!(check(&two, 5).is_err());
-        assert!(check(&two, 6).is_ok());
+        assert!(check(&two, &none, 5).is_err());
+        assert!(check(&two, &none, 6).is_ok());
+        // The variables reach the count.
+        let page =
+            parse_query("query($n: Int) { users(first: $n) { nodes { id } } }").expect("parses");
+        let n = |n: i32| Variables::from_json(serde_json::json!({ "n": n }));
+        assert!(check(&page, &n(98), 100).is_ok());
+        assert!(check(&page, &n(99), 100).is_err());
     }
 
     #[test]
@@ -193,6 +352,16 @@ mod tests {
         assert_eq!(fields(&deep(MAX_NESTING - 2)), Some(1));
         assert_eq!(fields(&deep(MAX_NESTING - 1)), None);
         let document = parse_query(deep(MAX_NESTING - 1)).expect("parses");
-        assert!(check(&document, 2000).is_err());
+        assert!(check(&document, &Variables::default(), 2000).is_err());
+        // Inline fragments count as a level each, from the root.
+        let inline = |levels: usize| {
+            format!(
+                "{{ {}__typename{} }}",
+                "... on Query { ".repeat(levels),
+                " }".repeat(levels)
+            )
+        };
+        assert_eq!(fields(&inline(MAX_NESTING - 1)), Some(1));
+        assert_eq!(fields(&inline(MAX_NESTING)), None);
     }
 }

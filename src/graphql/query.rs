@@ -6,9 +6,20 @@ use super::{
     types::{List, Session, User, UserConnection, page_cost},
     viewer::Viewer,
 };
-use crate::{domain::cursor, services::users, state::AppState};
+use crate::{
+    domain::cursor,
+    services::{sessions, users},
+    state::AppState,
+};
 
 pub struct QueryRoot;
+
+/// `sessions` lists at most `MAX_LISTED` rows, and is paid for that many.
+fn sessions_cost(child_complexity: usize) -> usize {
+    (sessions::MAX_LISTED as usize)
+        .saturating_mul(child_complexity)
+        .saturating_add(1)
+}
 
 #[Object(name = "Query")]
 impl QueryRoot {
@@ -45,9 +56,8 @@ impl QueryRoot {
     }
 
     /// The caller's live sign-ins, newest first.
-    // Not paginated, so paid like a default page: a user has a few sign-ins, and each alias
-    // of this field would otherwise cost one row's fields for all of them.
-    #[graphql(complexity = "page_cost(None, child_complexity)")]
+    // Not paginated: paid for the most rows it lists (`MAX_LISTED`), like a page that size.
+    #[graphql(complexity = "sessions_cost(child_complexity)")]
     async fn sessions(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Session>> {
         let access = ctx.data_unchecked::<Viewer>().access()?;
         let state = ctx.data_unchecked::<AppState>();

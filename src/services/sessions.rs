@@ -276,7 +276,12 @@ fn live(state: &AppState, now: DateTime<Utc>) -> Condition {
         .add(Column::LastUsedAt.gt(now - state.config.tokens.refresh_ttl))
 }
 
-/// `user_id`'s live sign-ins, newest first.
+/// How many live sign-ins `sessions` lists at most: the newest. A user has a few; the list is
+/// capped so that what one request can make the server resolve is bounded (the cost count
+/// pays for this many rows, docs/tools.md), however many sign-ins someone piles up.
+pub const MAX_LISTED: u64 = 100;
+
+/// `user_id`'s live sign-ins, newest first, at most [`MAX_LISTED`].
 pub async fn list_live(state: &AppState, user_id: i64) -> AppResult<Vec<SessionInfo>> {
     let now = state.clock.now();
     Ok(sessions::Entity::find()
@@ -291,6 +296,7 @@ pub async fn list_live(state: &AppState, user_id: i64) -> AppResult<Vec<SessionI
         .filter(live(state, now))
         .order_by_desc(Column::CreatedAt)
         .order_by_desc(Column::Id)
+        .limit(MAX_LISTED)
         .into_model::<SessionInfo>()
         .all(&state.db)
         .await?)

@@ -386,19 +386,120 @@ async fn the_costliest_contract_operation_costs_what_the_docs_say() {
 }
 
 #[tokio::test]
-async fn sessions_is_paid_like_a_default_page() {
-    // docs/tools.md: not paginated, so 20 × its 5 fields + 1 = 101.
+async fn sessions_is_paid_for_the_most_rows_it_lists() {
+    // docs/tools.md: not paginated; it lists at most MAX_LISTED (100) and costs 100 × its 5
+    // fields + 1 = 501.
     let sessions = "{ sessions { id createdAt lastUsedAt userAgent current } }";
-    let at = TestApp::with_env(&[("GRAPHQL_MAX_COMPLEXITY", "101")]).await;
+    let at = TestApp::with_env(&[("GRAPHQL_MAX_COMPLEXITY", "501")]).await;
     let s = at.sign_in(&phone(1)).await;
     let body = at.gql_as(&s.access_token, sessions, json!({})).await;
     assert_ok(&body);
     assert_eq!(body["data"]["sessions"][0]["current"], true, "{body}");
-    let under = TestApp::with_env(&[("GRAPHQL_MAX_COMPLEXITY", "100")]).await;
+    let under = TestApp::with_env(&[("GRAPHQL_MAX_COMPLEXITY", "500")]).await;
     let s = under.sign_in(&phone(1)).await;
     assert_refused_by(
         &under.gql_as(&s.access_token, sessions, json!({})).await,
         TOO_COMPLEX,
+    );
+}
+
+#[tokio::test]
+async fn sessions_lists_the_newest_hundred() {
+    let app = TestApp::spawn().await;
+    let s = app.sign_in(&phone(1)).await;
+    let user_id: i64 = s.user_id.parse().expect("numeric id");
+    // 120 older sign-ins of the same user.
+    let now = app.state.clock.now();
+    for minutes in 1..=120 {
+        phone_auth::services::sessions::create(
+            &app.state.db,
+            &app.state,
+            user_id,
+            None,
+            now - chrono::Duration::minutes(minutes),
+        )
+        .await
+        .expect("a sign-in");
+    }
+    let body = app
+        .gql_as(&s.access_token, "{ sessions { id current } }", json!({}))
+        .await;
+    assert_ok(&body);
+    let listed = body["data"]["sessions"].as_array().expect("a list");
+    assert_eq!(listed.len(), 100, "{body}");
+    assert_eq!(listed[0]["current"], true, "newest first: {body}");
+}
+
+/// `n` aliases of `__typename`.
+fn typenames(n: usize) -> String {
+    (0..n).map(|i| format!("t{i}: __typename ")).collect()
+}
+
+#[tokio::test]
+async fn free_fields_under_rows_count_once_per_row() {
+    // `__typename` costs nothing to async-graphql, yet resolves once per row: counted per row,
+    // under a page of 100, 20 of them make 1 + 1 + 1 + 100 × 20 = 2,003 fields.
+    let app = TestApp::spawn().await;
+    let s = app.sign_in(&phone(1)).await;
+    let auth = format!("Bearer {}", s.access_token);
+    let page = |n: usize| {
+        format!(
+            "query($first: Int) {{ me {{ invitedUsers(first: $first) {{ nodes {{ {} }} }} }} }}",
+            typenames(n)
+        )
+    };
+    // POST, `first` from the variables: 100 rows refused, 99 (1,983) pass.
+    assert_refused_by(
+        &app.gql_as(&s.access_token, &page(20), json!({ "first": 100 }))
+            .await,
+        TOO_COMPLEX,
+    );
+    assert_ok(
+        &app.gql_as(&s.access_token, &page(20), json!({ "first": 99 }))
+            .await,
+    );
+    // The same document again (now in the document cache) with 100 rows: still refused.
+    assert_refused_by(
+        &app.gql_as(&s.access_token, &page(20), json!({ "first": 100 }))
+            .await,
+        TOO_COMPLEX,
+    );
+    // GET, with the variables in the URL.
+    let r = app
+        .get(
+            &format!(
+                "/graphql?query={}&variables={}",
+                url_encode(&page(20)),
+                url_encode(r#"{"first":100}"#)
+            ),
+            &[("authorization", auth.as_str())],
+        )
+        .await;
+    assert_refused_by(&r.body, TOO_COMPLEX);
+    // sessions: its 100 rows, 20 fields each.
+    assert_refused_by(
+        &app.gql_as(
+            &s.access_token,
+            &format!("{{ sessions {{ {} }} }}", typenames(20)),
+            json!({}),
+        )
+        .await,
+        TOO_COMPLEX,
+    );
+    assert_ok(
+        &app.gql_as(
+            &s.access_token,
+            &format!("{{ sessions {{ {} }} }}", typenames(19)),
+            json!({}),
+        )
+        .await,
+    );
+    // With the complexity limit off, nothing else refuses them.
+    let off = TestApp::with_env(&[("GRAPHQL_MAX_COMPLEXITY", "0")]).await;
+    let s = off.sign_in(&phone(1)).await;
+    assert_ok(
+        &off.gql_as(&s.access_token, &page(20), json!({ "first": 100 }))
+            .await,
     );
 }
 
