@@ -1,6 +1,7 @@
 //! Every field a document selects, with each fragment spread expanded and each row's fields
 //! counted once per row the list may hold, counts at least once against the complexity budget
-//! (`GRAPHQL_MAX_COMPLEXITY`).
+//! (`GRAPHQL_MAX_COMPLEXITY`); so does each fragment. One unaliased `__typename` per selection
+//! set is free, as clients add it everywhere.
 //!
 //! async-graphql's cost count leaves out fields that cost 0 (`__typename`, `totalCount`), and
 //! async-graphql resolves every alias and every spread of a field again, for every row. So:
@@ -97,15 +98,28 @@ impl<'a> Counter<'a> {
             return Err(TooDeep);
         }
         let mut total: usize = 0;
+        let mut typename_seen = false;
         for selection in &selection_set.items {
             let fields = match &selection.node {
-                Selection::Field(field) => self.field(&field.node, page_rows, nesting)?,
-                Selection::InlineFragment(fragment) => {
-                    self.count(&fragment.node.selection_set.node, page_rows, nesting + 1)?
+                // Apollo Client and urql add one `__typename` to every selection set: that one
+                // is free, as async-graphql has it, so that what they send passes as it is.
+                // More of them (aliases, repeats) count.
+                Selection::Field(field)
+                    if field.node.name.node == "__typename"
+                        && field.node.alias.is_none()
+                        && !typename_seen =>
+                {
+                    typename_seen = true;
+                    0
                 }
+                Selection::Field(field) => self.field(&field.node, page_rows, nesting)?,
+                // A fragment counts 1 itself: each has a free `__typename` of its own.
+                Selection::InlineFragment(fragment) => self
+                    .count(&fragment.node.selection_set.node, page_rows, nesting + 1)?
+                    .saturating_add(1),
                 Selection::FragmentSpread(spread) => {
                     let key = (spread.node.fragment_name.node.as_str(), page_rows);
-                    match self.memo.get(&key) {
+                    let inner = match self.memo.get(&key) {
                         Some(known) => known.unwrap_or(0),
                         None => {
                             self.memo.insert(key, None);
@@ -120,7 +134,8 @@ impl<'a> Counter<'a> {
                             self.memo.insert(key, Some(fields));
                             fields
                         }
-                    }
+                    };
+                    inner.saturating_add(1)
                 }
             };
             total = total.saturating_add(fields);
@@ -227,36 +242,54 @@ mod tests {
     fn fields_are_counted_with_every_spread_expanded() {
         assert_eq!(fields("{ me { id phone } }"), Some(3));
         assert_eq!(fields("{ a: me { id } b: me { id } }"), Some(4));
+        // Each fragment, spread or inline, counts 1 besides its fields.
         assert_eq!(
             fields("{ me { ...U ... on User { id } } } fragment U on User { id phone }"),
-            Some(4)
+            Some(1 + (1 + 2) + (1 + 1))
         );
-        assert_eq!(fields(&fan_out(2, 3)), Some(9));
-        assert_eq!(fields(&fan_out(4, 10)), Some(10_000));
+        // The last level: one free `__typename` and 2 more; then 3 × (spread + what it holds).
+        assert_eq!(fields(&fan_out(2, 3)), Some(1 + 3 * (1 + 2)));
+        assert_eq!(fields(&fan_out(4, 10)), Some(10_111));
         // A fragment spread twice is counted once per spread, however it is reached.
         assert_eq!(
             fields("{ ...A ...B } fragment A on Query { ...B } fragment B on Query { me { id } }"),
-            Some(4)
+            Some((1 + 1 + 2) + (1 + 2))
         );
         // A cycle (refused by validation later) ends the count instead of looping.
         assert_eq!(
-            fields("{ ...A } fragment A on Query { __typename ...A }"),
-            Some(1)
+            fields("{ ...A } fragment A on Query { a: __typename ...A }"),
+            Some(1 + 1 + 1)
         );
-        // An unknown fragment counts nothing here; validation names it.
-        assert_eq!(fields("{ ...Missing }"), Some(0));
+        // An unknown fragment counts only its spread here; validation names it.
+        assert_eq!(fields("{ ...Missing }"), Some(1));
+    }
+
+    #[test]
+    fn one_plain_typename_per_selection_set_is_free() {
+        // What Apollo Client sends: `__typename` in every selection set.
+        assert_eq!(fields("{ __typename me { __typename id } }"), Some(2));
+        // Aliased, or a second one, it counts.
+        assert_eq!(fields("{ me { __typename __typename id } }"), Some(3));
+        assert_eq!(fields("{ me { t: __typename id } }"), Some(3));
+        assert_eq!(fields("{ me { id __typename a: __typename } }"), Some(3));
+        // Under rows, the free one stays free and the others count per row.
+        assert_eq!(
+            fields("{ users(first: 100) { __typename nodes { __typename t: __typename } } }"),
+            Some(1 + 1 + 100)
+        );
     }
 
     #[test]
     fn the_rows_of_a_page_multiply_what_they_hold() {
-        // me 1 + invitedUsers 1 + nodes (1 + 100 × 2) + edges (1 + 100 × (cursor 1 + node 2))
-        // + totalCount 1 + pageInfo 2: the page's own fields once, its rows' once per row.
+        // me 1 + invitedUsers 1 + nodes (1 + 100 × 1: `__typename` is free) + edges (1 + 100 ×
+        // (cursor 1 + node 2)) + totalCount 1 + pageInfo 2: the page's own fields once, its
+        // rows' once per row.
         assert_eq!(
             fields(
                 "{ me { invitedUsers(first: 100) { nodes { __typename id } \
                  edges { cursor node { id } } totalCount pageInfo { hasNextPage } } } }"
             ),
-            Some(1 + 1 + 201 + 301 + 1 + 2)
+            Some(1 + 1 + 101 + 301 + 1 + 2)
         );
         // The default page is 20 rows; an out-of-range `first` counts one, as in the cost.
         assert_eq!(fields("{ users { nodes { id } } }"), Some(1 + 1 + 20));
@@ -271,7 +304,7 @@ mod tests {
                 "{ users(first: 10) { ...Rows } } fragment Rows on UserConnection { \
                  ... on UserConnection { nodes { invitedUsers(first: 5) { nodes { id } } } } }"
             ),
-            Some(1 + 1 + 10 * (1 + 1 + 5))
+            Some(1 + 1 + 1 + 1 + 10 * (1 + 1 + 5))
         );
         // The same fragment inside and outside a page counts its rows only inside.
         assert_eq!(
@@ -279,7 +312,7 @@ mod tests {
                 "{ users(first: 10) { ...N } me { invitedUsers(first: 3) { ...N } } } \
                  fragment N on UserConnection { nodes { id } }"
             ),
-            Some((1 + 1 + 10) + (1 + 1 + 1 + 3))
+            Some((1 + 1 + 1 + 10) + (1 + 1 + 1 + 1 + 3))
         );
         // `edges` and `nodes` outside a page are one each.
         assert_eq!(fields("{ nodes { id } }"), Some(2));
@@ -321,8 +354,8 @@ mod tests {
         let document = parse_query(fan_out(4, 10)).expect("parses");
         let error = check(&document, &none, 2000).expect_err("10,000 fields");
         assert_eq!(error.message, TOO_COMPLEX);
-        assert!(check(&document, &none, 10_000).is_ok());
-        assert!(check(&document, &none, 9_999).is_err());
+        assert!(check(&document, &none, 10_111).is_ok());
+        assert!(check(&document, &none, 10_110).is_err());
         assert!(check(&document, &none, 0).is_ok());
         // Every operation of the document is counted, together: 2 + 4 fields.
         let two = parse_query("query A { me { id } } query B { a: me { id } b: me { id } }")
@@ -344,24 +377,25 @@ mod tests {
             for i in 0..levels {
                 query.push_str(&format!("fragment F{i} on Query {{ ...F{} }}\n", i + 1));
             }
-            query.push_str(&format!("fragment F{levels} on Query {{ __typename }}"));
+            query.push_str(&format!("fragment F{levels} on Query {{ t: __typename }}"));
             query
         };
         // The chain's last fragment is `levels + 1` deep, and its field's (empty) selection
         // one more.
-        assert_eq!(fields(&deep(MAX_NESTING - 2)), Some(1));
+        // (`levels + 1` spreads and the field.)
+        assert_eq!(fields(&deep(MAX_NESTING - 2)), Some(MAX_NESTING));
         assert_eq!(fields(&deep(MAX_NESTING - 1)), None);
         let document = parse_query(deep(MAX_NESTING - 1)).expect("parses");
         assert!(check(&document, &Variables::default(), 2000).is_err());
         // Inline fragments count as a level each, from the root.
         let inline = |levels: usize| {
             format!(
-                "{{ {}__typename{} }}",
+                "{{ {}t: __typename{} }}",
                 "... on Query { ".repeat(levels),
                 " }".repeat(levels)
             )
         };
-        assert_eq!(fields(&inline(MAX_NESTING - 1)), Some(1));
+        assert_eq!(fields(&inline(MAX_NESTING - 1)), Some(MAX_NESTING));
         assert_eq!(fields(&inline(MAX_NESTING)), None);
     }
 }
