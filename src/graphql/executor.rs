@@ -1,7 +1,8 @@
 //! The schema as the transports run it. Every request — POST, GET, and each operation sent over
 //! a WebSocket — goes through [`GraphqlExecutor`], which parses the document once (async-graphql
 //! keeps the parsed document in the request and does not parse it again), refuses a repeated
-//! mutation field (`sensitive_fields`) and a document whose fragments expand past the complexity
+//! mutation field (`sensitive_fields`), a list or object given to a variable
+//! (`scalar_variables`), and a document whose fragments and rows expand past the complexity
 //! budget (`expanded_fields`), gives the operation its own DataLoaders (a cache never
 //! outlives one operation, even on a long-lived socket), sends an introspection-only operation to
 //! the introspection schema (its own depth limit, see [`introspection`](super::introspection)), and
@@ -19,7 +20,7 @@ use sea_orm::DatabaseConnection;
 use super::{
     AppSchema, documents::DocumentCache, expanded_fields, introspection, loaders::Loaders,
     operation_metrics, persisted::PersistedOperations, response_order::ResponseOrder,
-    sensitive_fields,
+    scalar_variables, sensitive_fields,
 };
 
 #[derive(Clone)]
@@ -96,6 +97,9 @@ impl GraphqlExecutor {
             crate::otel::name_operation(document, operation_name);
         }
         if let Err(error) = sensitive_fields::check(document) {
+            return Err(Box::new(Response::from_errors(vec![error])));
+        }
+        if let Err(error) = scalar_variables::check(document, &request.variables) {
             return Err(Box::new(Response::from_errors(vec![error])));
         }
         // Also for a cached document: `first: $n` makes the count depend on the variables.

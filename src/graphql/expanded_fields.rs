@@ -31,6 +31,11 @@ use crate::{error::code, services::sessions};
 /// deeper documents anyway; this check runs before it, so it must not recurse without bound.
 const MAX_NESTING: usize = 64;
 
+/// How many pages (`users`, `invitedUsers`, fragments expanded, not multiplied by rows) the
+/// operations of one document may ask for. The contract's largest operation asks for 2; an
+/// app showing a few lists at once, a handful.
+pub const MAX_PAGES: usize = 20;
+
 /// The message of async-graphql's complexity limit: this is the same budget.
 const TOO_COMPLEX: &str = "Query is too complex.";
 
@@ -47,7 +52,7 @@ pub fn check(
     if budget == 0 {
         return Ok(());
     }
-    let mut total: usize = 0;
+    let mut total = Tally::default();
     for (_, operation) in document.operations.iter() {
         let mut counter = Counter {
             document,
@@ -56,11 +61,14 @@ pub fn check(
             memo: HashMap::new(),
         };
         // Refused, not passed, when too deep: what was not counted could be anything.
-        let fields = counter
+        let tally = counter
             .count(&operation.node.selection_set.node, None, 0)
-            .unwrap_or(usize::MAX);
-        total = total.saturating_add(fields);
-        if total > budget {
+            .unwrap_or(Tally {
+                fields: usize::MAX,
+                pages: usize::MAX,
+            });
+        total = total.add(tally);
+        if total.fields > budget || total.pages > MAX_PAGES {
             let mut error = ServerError::new(TOO_COMPLEX, Some(operation.pos));
             error
                 .extensions
@@ -72,6 +80,25 @@ pub fn check(
     Ok(())
 }
 
+/// What a selection costs: its fields (rows multiplied), and the pages it loads. Each page
+/// asked for is a statement of its own (or, under rows, one for the whole page of parents),
+/// however few rows it holds: `invitedUsers(first: 1, after: …)` under 999 aliases with
+/// forged cursors would be 999 statements for 1,998 fields.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Tally {
+    fields: usize,
+    pages: usize,
+}
+
+impl Tally {
+    fn add(self, other: Self) -> Self {
+        Self {
+            fields: self.fields.saturating_add(other.fields),
+            pages: self.pages.saturating_add(other.pages),
+        }
+    }
+}
+
 /// Nested past [`MAX_NESTING`].
 struct TooDeep;
 
@@ -79,8 +106,8 @@ struct Counter<'a> {
     document: &'a ExecutableDocument,
     operation: &'a OperationDefinition,
     variables: &'a Variables,
-    /// (fragment, the rows of the page it sits in) → its fields; None while being counted.
-    memo: HashMap<(&'a str, Option<usize>), Option<usize>>,
+    /// (fragment, the rows of the page it sits in) → its tally; None while being counted.
+    memo: HashMap<(&'a str, Option<usize>), Option<Tally>>,
 }
 
 impl<'a> Counter<'a> {
@@ -93,11 +120,11 @@ impl<'a> Counter<'a> {
         selection_set: &'a SelectionSet,
         page_rows: Option<usize>,
         nesting: usize,
-    ) -> Result<usize, TooDeep> {
+    ) -> Result<Tally, TooDeep> {
         if nesting > MAX_NESTING {
             return Err(TooDeep);
         }
-        let mut total: usize = 0;
+        let mut total = Tally::default();
         let mut typename_seen = false;
         for selection in &selection_set.items {
             let fields = match &selection.node {
@@ -110,17 +137,17 @@ impl<'a> Counter<'a> {
                         && !typename_seen =>
                 {
                     typename_seen = true;
-                    0
+                    Tally::default()
                 }
                 Selection::Field(field) => self.field(&field.node, page_rows, nesting)?,
                 // A fragment counts 1 itself: each has a free `__typename` of its own.
                 Selection::InlineFragment(fragment) => self
                     .count(&fragment.node.selection_set.node, page_rows, nesting + 1)?
-                    .saturating_add(1),
+                    .add(ONE_FIELD),
                 Selection::FragmentSpread(spread) => {
                     let key = (spread.node.fragment_name.node.as_str(), page_rows);
                     let inner = match self.memo.get(&key) {
-                        Some(known) => known.unwrap_or(0),
+                        Some(known) => known.unwrap_or_default(),
                         None => {
                             self.memo.insert(key, None);
                             let fields = match self.document.fragments.get(key.0) {
@@ -129,73 +156,90 @@ impl<'a> Counter<'a> {
                                     page_rows,
                                     nesting + 1,
                                 )?,
-                                None => 0,
+                                None => Tally::default(),
                             };
                             self.memo.insert(key, Some(fields));
                             fields
                         }
                     };
-                    inner.saturating_add(1)
+                    inner.add(ONE_FIELD)
                 }
             };
-            total = total.saturating_add(fields);
+            total = total.add(fields);
         }
         Ok(total)
     }
 
-    /// One field and what it selects, times the rows it holds.
+    /// One field and what it selects, times the rows it holds. A field holding rows counts
+    /// each row at least once, even when all it selects there is free: the rows resolve anyway
+    /// (`sessions { __typename }` is 100 rows).
     fn field(
         &mut self,
         field: &'a Field,
         page_rows: Option<usize>,
         nesting: usize,
-    ) -> Result<usize, TooDeep> {
+    ) -> Result<Tally, TooDeep> {
         let name = field.name.node.as_str();
         let children = &field.selection_set.node;
-        let (rows, inner_page) = if PAGINATED_FIELDS.contains(&name) {
-            (1, Some(self.first(field)))
+        let paginated = PAGINATED_FIELDS.contains(&name);
+        let (rows, inner_page) = if paginated {
+            (None, Some(self.first(field)))
         } else if name == "sessions" {
-            (sessions::MAX_LISTED as usize, None)
+            (Some(sessions::MAX_LISTED as usize), None)
         } else if name == "edges" || name == "nodes" {
-            (page_rows.unwrap_or(1), None)
+            (Some(page_rows.unwrap_or(1)), None)
         } else {
-            (1, None)
+            (None, None)
         };
         let below = self.count(children, inner_page, nesting + 1)?;
-        Ok(rows.saturating_mul(below).saturating_add(1))
+        let fields = match rows {
+            Some(rows) => rows.saturating_mul(below.fields.max(1)),
+            None => below.fields,
+        };
+        Ok(Tally {
+            fields: fields.saturating_add(1),
+            pages: below.pages.saturating_add(usize::from(paginated)),
+        })
     }
 
     /// The rows a paginated field's `first` asks for, from a literal, a variable or its
     /// default, as [`page_rows`] counts them.
-    fn first(&self, field: &Field) -> usize {
+    fn first(&self, field: &'a Field) -> usize {
         let argument = field
             .arguments
             .iter()
             .find(|(name, _)| name.node == "first")
             .map(|(_, value)| &value.node);
-        let value = match argument {
+        // Read where it is, never copied: a hostile variable can be a 60 KiB list, read once
+        // per field that uses it.
+        let number = match argument {
             Some(Value::Variable(variable)) => {
-                self.variables.get(variable).cloned().or_else(|| {
+                let value = self.variables.get(variable).or_else(|| {
                     self.operation
                         .variable_definitions
                         .iter()
                         .find(|definition| definition.node.name.node == *variable)
-                        .and_then(|definition| definition.node.default_value.clone())
-                        .map(|value| value.node)
-                })
+                        .and_then(|definition| definition.node.default_value.as_ref())
+                        .map(|value| &value.node)
+                });
+                match value {
+                    Some(ConstValue::Number(n)) => Some(n),
+                    _ => None,
+                }
             }
-            Some(value) => value.clone().into_const(),
-            None => None,
-        };
-        let first = match value {
-            Some(ConstValue::Number(n)) => {
-                Some(n.as_i64().and_then(|n| i32::try_from(n).ok()).unwrap_or(0))
-            }
+            Some(Value::Number(n)) => Some(n),
             _ => None,
         };
+        let first = number.map(|n| n.as_i64().and_then(|n| i32::try_from(n).ok()).unwrap_or(0));
         page_rows(first)
     }
 }
+
+/// What a fragment adds by being there, besides what it selects.
+const ONE_FIELD: Tally = Tally {
+    fields: 1,
+    pages: 0,
+};
 
 #[cfg(test)]
 mod tests {
@@ -217,6 +261,23 @@ mod tests {
         counter
             .count(&operation.node.selection_set.node, None, 0)
             .ok()
+            .map(|tally| tally.fields)
+    }
+
+    fn pages(query: &str) -> usize {
+        let document = parse_query(query).expect("the test document parses");
+        let (_, operation) = document.operations.iter().next().expect("an operation");
+        let variables = Variables::default();
+        let mut counter = Counter {
+            document: &document,
+            operation: &operation.node,
+            variables: &variables,
+            memo: HashMap::new(),
+        };
+        counter
+            .count(&operation.node.selection_set.node, None, 0)
+            .map(|tally| tally.pages)
+            .unwrap_or(usize::MAX)
     }
 
     fn fields(query: &str) -> Option<usize> {
@@ -321,6 +382,17 @@ mod tests {
             fields("{ sessions { id current } }"),
             Some(1 + sessions::MAX_LISTED as usize * 2)
         );
+        // Rows count once each even when what they select is free.
+        assert_eq!(
+            fields("{ sessions { __typename } }"),
+            Some(1 + sessions::MAX_LISTED as usize)
+        );
+        assert_eq!(
+            fields("{ users(first: 50) { nodes { __typename } edges { __typename } } }"),
+            Some(1 + 51 + 51)
+        );
+        // A field that holds no rows and selects nothing counted is itself only.
+        assert_eq!(fields("{ me { __typename } }"), Some(1));
     }
 
     #[test]
@@ -346,6 +418,34 @@ mod tests {
             fields_with(query, serde_json::json!({ "n": "x" })),
             Some(22)
         );
+    }
+
+    #[test]
+    fn pages_are_counted_once_each_not_per_row() {
+        assert_eq!(pages("{ me { id } }"), 0);
+        assert_eq!(
+            pages("{ users(first: 100) { nodes { invitedUsers(first: 100) { totalCount } } } }"),
+            2
+        );
+        assert_eq!(
+            pages(
+                "{ a: users { ...P } b: users { ...P } } \
+                 fragment P on UserConnection { nodes { invitedUsers { totalCount } } }"
+            ),
+            4
+        );
+        let aliases = |n: usize| {
+            let pages: String = (0..n)
+                .map(|i| format!("a{i}: invitedUsers(first: 1) {{ totalCount }} "))
+                .collect();
+            parse_query(format!("{{ me {{ {pages} }} }}")).expect("parses")
+        };
+        let none = Variables::default();
+        assert!(check(&aliases(MAX_PAGES), &none, 2000).is_ok());
+        let error = check(&aliases(MAX_PAGES + 1), &none, 2000).expect_err("one page too many");
+        assert_eq!(error.message, TOO_COMPLEX);
+        // Off with the complexity limit.
+        assert!(check(&aliases(MAX_PAGES + 1), &none, 0).is_ok());
     }
 
     #[test]

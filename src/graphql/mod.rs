@@ -13,6 +13,7 @@ pub mod persisted;
 mod prefetch;
 mod query;
 mod response_order;
+mod scalar_variables;
 pub mod schema;
 mod sensitive_fields;
 mod subscription;

@@ -14,10 +14,11 @@ use crate::{
 
 pub struct QueryRoot;
 
-/// `sessions` lists at most `MAX_LISTED` rows, and is paid for that many.
+/// `sessions` lists at most `MAX_LISTED` rows, and is paid for that many, each at least 1
+/// (they resolve even when all they select is free, as `__typename`).
 fn sessions_cost(child_complexity: usize) -> usize {
     (sessions::MAX_LISTED as usize)
-        .saturating_mul(child_complexity)
+        .saturating_mul(child_complexity.max(1))
         .saturating_add(1)
 }
 

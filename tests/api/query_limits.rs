@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use axum::http::StatusCode;
+use futures_util::SinkExt;
 use serde_json::{Value, json};
 
 use crate::{
@@ -438,6 +439,110 @@ async fn sessions_lists_the_newest_hundred() {
     assert_eq!(listed[0]["current"], true, "newest first: {body}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_or_object_variable_is_refused_at_every_door() {
+    // No argument of the schema takes one; async-graphql would copy it once per use while
+    // validating, then refuse it. Refused first, at every door, with its own message.
+    let app = TestApp::spawn().await;
+    let s = app.sign_in(&phone(1)).await;
+    let auth = format!("Bearer {}", s.access_token);
+    let uses: String = (0..200)
+        .map(|i| format!("a{i}: invitedUsers(first: $n) {{ totalCount }} "))
+        .collect();
+    let query = format!("query($n: Int) {{ me {{ {uses} }} }}");
+    let list = json!({ "n": vec![[0]; 2000] });
+    let message = "Variable \"$n\" is a list or an object; every argument here is a string, a number or a boolean.";
+    // POST.
+    let started = std::time::Instant::now();
+    let body = app.gql_as(&s.access_token, &query, list.clone()).await;
+    assert_eq!(messages(&body), vec![message.to_owned()], "{body}");
+    assert_code(&body, "BAD_USER_INPUT");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // An object too; a number passes.
+    let body = app
+        .gql_as(&s.access_token, &query, json!({ "n": { "x": 1 } }))
+        .await;
+    assert_eq!(messages(&body), vec![message.to_owned()], "{body}");
+    // A number passes this check (here, one use of it).
+    let one = "query($n: Int) { me { invitedUsers(first: $n) { totalCount } } }";
+    assert_ok(&app.gql_as(&s.access_token, one, json!({ "n": 5 })).await);
+    // GET.
+    let r = app
+        .get(
+            &format!(
+                "/graphql?query={}&variables={}",
+                url_encode(&query),
+                url_encode(r#"{"n":[1]}"#)
+            ),
+            &[("authorization", auth.as_str())],
+        )
+        .await;
+    assert_eq!(messages(&r.body), vec![message.to_owned()], "{}", r.body);
+    // A JSON batch: refused, its neighbour answered.
+    let batch = json!([
+        { "query": query, "variables": { "n": [1] } },
+        { "query": "{ __typename }" }
+    ]);
+    let r = app
+        .post(&[JSON, ("authorization", auth.as_str())], batch.to_string())
+        .await;
+    assert_eq!(messages(&r.body[0]), vec![message.to_owned()], "{}", r.body);
+    assert_eq!(r.body[1]["data"]["__typename"], "Query");
+    // The WebSocket.
+    let addr = serve(&app).await;
+    let mut socket = connect(addr, Some(&s.access_token)).await;
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::text(
+            json!({
+                "id": "1",
+                "type": "subscribe",
+                "payload": {
+                    "query": "subscription($n: Int) { invitedUserJoined { invitedUsers(first: $n) { totalCount } } }",
+                    "variables": { "n": [1] }
+                }
+            })
+            .to_string(),
+        ))
+        .await
+        .expect("send subscribe");
+    let errors = socket_errors(&mut socket, "1").await;
+    assert_eq!(messages(&errors), vec![message.to_owned()], "{errors}");
+}
+
+#[tokio::test]
+async fn an_operation_asks_for_at_most_twenty_pages() {
+    // Each page is a statement of its own, however small: 21 pages of one row under forged
+    // cursors are refused, 20 pass.
+    let app = TestApp::spawn().await;
+    let s = app.sign_in(&phone(1)).await;
+    let pages = |n: usize| {
+        let pages: String = (0..n)
+            .map(|i| {
+                let after = base64_cursor(i);
+                format!("a{i}: invitedUsers(first: 1, after: \"{after}\") {{ nodes {{ id }} }} ")
+            })
+            .collect();
+        format!("{{ me {{ {pages} }} }}")
+    };
+    assert_ok(&app.gql_as(&s.access_token, &pages(20), json!({})).await);
+    assert_refused_by(
+        &app.gql_as(&s.access_token, &pages(21), json!({})).await,
+        TOO_COMPLEX,
+    );
+    // With the complexity limit off, nothing else refuses it.
+    let off = TestApp::with_env(&[("GRAPHQL_MAX_COMPLEXITY", "0")]).await;
+    let s = off.sign_in(&phone(1)).await;
+    assert_ok(&off.gql_as(&s.access_token, &pages(21), json!({})).await);
+}
+
+/// A valid cursor for position `i` (what a client would get back from a page).
+fn base64_cursor(i: usize) -> String {
+    phone_auth::domain::cursor::encode(phone_auth::domain::cursor::Position {
+        at: chrono::DateTime::from_timestamp(1_700_000_000 + i as i64, 0).expect("a time"),
+        id: i as i64 + 1,
+    })
+}
+
 /// `n` aliases of `__typename`.
 fn typenames(n: usize) -> String {
     (0..n).map(|i| format!("t{i}: __typename ")).collect()
@@ -619,23 +724,18 @@ async fn a_page_that_selects_only_page_info_is_paid_per_row() {
         .await;
     assert_refused_by(&r.body[0], TOO_COMPLEX);
     assert_eq!(r.body[1]["data"]["__typename"], "Query");
-    // Aliases of one page with different sizes (no two share a load) each pay their rows,
-    // `first + 1`: 22 of them (first 100 down to 79) cost 1 + 1,991 = 1,992 and pass; a 23rd
-    // (first 78, 79 more) makes 2,071 and is refused.
+    // Aliases of the page each pay their rows, `first + 1`: 19 of them at 100 cost
+    // 1 + 19 × 101 = 1,920 and pass; a 20th makes 2,021 and is refused (20 pages are as many
+    // as an operation may ask for, so that is the cost refusing).
     let fan = |n: u32| {
         let pages: String = (0..n)
-            .map(|i| {
-                format!(
-                    "p{i}: invitedUsers(first: {}) {{ pageInfo {{ hasNextPage }} }} ",
-                    100 - i
-                )
-            })
+            .map(|i| format!("p{i}: invitedUsers(first: 100) {{ pageInfo {{ hasNextPage }} }} "))
             .collect();
         format!("{{ me {{ {pages} }} }}")
     };
-    assert_ok(&app.gql_as(&s.access_token, &fan(22), json!({})).await);
+    assert_ok(&app.gql_as(&s.access_token, &fan(19), json!({})).await);
     assert_refused_by(
-        &app.gql_as(&s.access_token, &fan(23), json!({})).await,
+        &app.gql_as(&s.access_token, &fan(20), json!({})).await,
         TOO_COMPLEX,
     );
     // The WebSocket, on a subscription with the same shape.
@@ -666,7 +766,7 @@ async fn a_page_that_selects_only_page_info_is_paid_per_row() {
     let off = TestApp::with_env(&[("GRAPHQL_MAX_COMPLEXITY", "0")]).await;
     let s = off.sign_in(&phone(1)).await;
     assert_ok(&off.gql_as(&s.access_token, &costly, json!({})).await);
-    assert_ok(&off.gql_as(&s.access_token, &fan(23), json!({})).await);
+    assert_ok(&off.gql_as(&s.access_token, &fan(20), json!({})).await);
 }
 
 /// `levels` fragments on `on`, each spreading the one below ten times; the last selects
