@@ -11,6 +11,21 @@ pub mod reason {
     pub const UNSUPPORTED_NUMBER_TYPE: &str = "UNSUPPORTED_NUMBER_TYPE";
 }
 
+/// A whole document refused before anything runs (a rule over the document rather than a
+/// field), as BAD_USER_INPUT at `pos`: `graphql::sensitive_fields`, `scalar_variables`,
+/// `expanded_fields`.
+pub fn document_refused(
+    message: impl Into<String>,
+    pos: async_graphql::Pos,
+) -> async_graphql::ServerError {
+    let mut error = async_graphql::ServerError::new(message, Some(pos));
+    error
+        .extensions
+        .get_or_insert_with(Default::default)
+        .set("code", code::BAD_USER_INPUT);
+    error
+}
+
 pub mod code {
     pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
     pub const INVALID_CODE: &str = "INVALID_CODE";

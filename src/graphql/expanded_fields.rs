@@ -25,7 +25,7 @@ use async_graphql::{
 use async_graphql_value::{ConstValue, Value};
 
 use super::types::{PAGINATED_FIELDS, page_rows};
-use crate::{error::code, services::sessions};
+use crate::{error::document_refused, services::sessions};
 
 /// How deep fields and fragments are followed. The schema's recursive-depth limit (32) refuses
 /// deeper documents anyway; this check runs before it, so it must not recurse without bound.
@@ -69,12 +69,7 @@ pub fn check(
             });
         total = total.add(tally);
         if total.fields > budget || total.pages > MAX_PAGES {
-            let mut error = ServerError::new(TOO_COMPLEX, Some(operation.pos));
-            error
-                .extensions
-                .get_or_insert_with(Default::default)
-                .set("code", code::BAD_USER_INPUT);
-            return Err(error);
+            return Err(document_refused(TOO_COMPLEX, operation.pos));
         }
     }
     Ok(())
@@ -247,8 +242,8 @@ mod tests {
 
     use super::*;
 
-    /// The count of the document's first operation, with `variables`.
-    fn fields_with(query: &str, variables: serde_json::Value) -> Option<usize> {
+    /// The tally of the document's first operation, with `variables` (None: too deep).
+    fn tally(query: &str, variables: serde_json::Value) -> Option<Tally> {
         let document = parse_query(query).expect("the test document parses");
         let (_, operation) = document.operations.iter().next().expect("an operation");
         let variables = Variables::from_json(variables);
@@ -261,27 +256,18 @@ mod tests {
         counter
             .count(&operation.node.selection_set.node, None, 0)
             .ok()
-            .map(|tally| tally.fields)
     }
 
-    fn pages(query: &str) -> usize {
-        let document = parse_query(query).expect("the test document parses");
-        let (_, operation) = document.operations.iter().next().expect("an operation");
-        let variables = Variables::default();
-        let mut counter = Counter {
-            document: &document,
-            operation: &operation.node,
-            variables: &variables,
-            memo: HashMap::new(),
-        };
-        counter
-            .count(&operation.node.selection_set.node, None, 0)
-            .map(|tally| tally.pages)
-            .unwrap_or(usize::MAX)
+    fn fields_with(query: &str, variables: serde_json::Value) -> Option<usize> {
+        tally(query, variables).map(|tally| tally.fields)
     }
 
     fn fields(query: &str) -> Option<usize> {
         fields_with(query, serde_json::json!({}))
+    }
+
+    fn pages(query: &str) -> usize {
+        tally(query, serde_json::json!({})).map_or(usize::MAX, |tally| tally.pages)
     }
 
     /// `levels` fragments, each spreading the one below `fan` times; the last selects

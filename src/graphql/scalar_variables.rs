@@ -6,7 +6,7 @@
 
 use async_graphql::{ServerError, Value, Variables, parser::types::ExecutableDocument};
 
-use crate::error::code;
+use crate::error::document_refused;
 
 /// Refuses a request that gives a list or an object to a variable its document declares.
 pub fn check(document: &ExecutableDocument, variables: &Variables) -> Result<(), ServerError> {
@@ -14,18 +14,13 @@ pub fn check(document: &ExecutableDocument, variables: &Variables) -> Result<(),
         for definition in &operation.node.variable_definitions {
             let name = &definition.node.name.node;
             if let Some(Value::List(_) | Value::Object(_)) = variables.get(name) {
-                let mut error = ServerError::new(
+                return Err(document_refused(
                     format!(
                         "Variable \"${name}\" is a list or an object; every argument here is \
                          a string, a number or a boolean."
                     ),
-                    Some(definition.pos),
-                );
-                error
-                    .extensions
-                    .get_or_insert_with(Default::default)
-                    .set("code", code::BAD_USER_INPUT);
-                return Err(error);
+                    definition.pos,
+                ));
             }
         }
     }

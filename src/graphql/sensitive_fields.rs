@@ -11,7 +11,7 @@ use async_graphql::{
     parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet},
 };
 
-use crate::error::code;
+use crate::error::document_refused;
 
 /// How deep fragments are followed. The schema's recursive-depth limit (32) refuses deeper
 /// documents anyway; this check runs before it, so it must not recurse without bound itself.
@@ -37,12 +37,7 @@ pub fn check(document: &ExecutableDocument) -> Result<(), ServerError> {
                 // Refused, not passed: an uncounted fragment could hide a second one.
                 Err(TooDeep) => "Fragments are nested too deeply.".to_owned(),
             };
-        let mut error = ServerError::new(message, Some(operation.pos));
-        error
-            .extensions
-            .get_or_insert_with(Default::default)
-            .set("code", code::BAD_USER_INPUT);
-        return Err(error);
+        return Err(document_refused(message, operation.pos));
     }
     Ok(())
 }

@@ -445,7 +445,6 @@ async fn a_list_or_object_variable_is_refused_at_every_door() {
     // validating, then refuse it. Refused first, at every door, with its own message.
     let app = TestApp::spawn().await;
     let s = app.sign_in(&phone(1)).await;
-    let auth = format!("Bearer {}", s.access_token);
     let uses: String = (0..200)
         .map(|i| format!("a{i}: invitedUsers(first: $n) {{ totalCount }} "))
         .collect();
@@ -466,28 +465,14 @@ async fn a_list_or_object_variable_is_refused_at_every_door() {
     // A number passes this check (here, one use of it).
     let one = "query($n: Int) { me { invitedUsers(first: $n) { totalCount } } }";
     assert_ok(&app.gql_as(&s.access_token, one, json!({ "n": 5 })).await);
-    // GET.
-    let r = app
-        .get(
-            &format!(
-                "/graphql?query={}&variables={}",
-                url_encode(&query),
-                url_encode(r#"{"n":[1]}"#)
-            ),
-            &[("authorization", auth.as_str())],
-        )
-        .await;
-    assert_eq!(messages(&r.body), vec![message.to_owned()], "{}", r.body);
-    // A JSON batch: refused, its neighbour answered.
-    let batch = json!([
-        { "query": query, "variables": { "n": [1] } },
-        { "query": "{ __typename }" }
-    ]);
-    let r = app
-        .post(&[JSON, ("authorization", auth.as_str())], batch.to_string())
-        .await;
-    assert_eq!(messages(&r.body[0]), vec![message.to_owned()], "{}", r.body);
-    assert_eq!(r.body[1]["data"]["__typename"], "Query");
+    assert_refused_over_get_and_in_a_batch(
+        &app,
+        &s.access_token,
+        &query,
+        json!({ "n": [1] }),
+        message,
+    )
+    .await;
     // The WebSocket.
     let addr = serve(&app).await;
     let mut socket = connect(addr, Some(&s.access_token)).await;
@@ -685,6 +670,38 @@ async fn the_complexity_limit_alone_refuses_a_shallow_costly_query() {
     assert_ok(&off.gql_as(&s.access_token, costly, json!({})).await);
 }
 
+/// `query` with `variables` is refused with `message` over GET, and in a JSON batch while
+/// the operation beside it is answered (the POST and WebSocket doors are each test's own).
+async fn assert_refused_over_get_and_in_a_batch(
+    app: &TestApp,
+    token: &str,
+    query: &str,
+    variables: Value,
+    message: &str,
+) {
+    let auth = format!("Bearer {token}");
+    let r = app
+        .get(
+            &format!(
+                "/graphql?query={}&variables={}",
+                url_encode(query),
+                url_encode(&variables.to_string())
+            ),
+            &[("authorization", auth.as_str())],
+        )
+        .await;
+    assert_refused_by(&r.body, message);
+    let batch = json!([
+        { "query": query, "variables": variables },
+        { "query": "{ __typename }" }
+    ]);
+    let r = app
+        .post(&[JSON, ("authorization", auth.as_str())], batch.to_string())
+        .await;
+    assert_refused_by(&r.body[0], message);
+    assert_eq!(r.body[1]["data"]["__typename"], "Query");
+}
+
 /// The refusal as the WebSocket gives it: an `error` message, or a `next` carrying errors.
 async fn socket_errors(socket: &mut Socket, id: &str) -> Value {
     let message = next_for(socket, id).await;
@@ -703,27 +720,13 @@ async fn a_page_that_selects_only_page_info_is_paid_per_row() {
     let costly = format!("{{ me {{ invitedUsers(first: 100) {{ nodes {{ {inner} }} }} }} }}");
     let app = TestApp::spawn().await;
     let s = app.sign_in(&phone(1)).await;
-    let auth = format!("Bearer {}", s.access_token);
     // POST.
     assert_refused_by(
         &app.gql_as(&s.access_token, &costly, json!({})).await,
         TOO_COMPLEX,
     );
-    // GET.
-    let r = app
-        .get(
-            &format!("/graphql?query={}", url_encode(&costly)),
-            &[("authorization", auth.as_str())],
-        )
+    assert_refused_over_get_and_in_a_batch(&app, &s.access_token, &costly, json!({}), TOO_COMPLEX)
         .await;
-    assert_refused_by(&r.body, TOO_COMPLEX);
-    // A JSON batch: refused, its neighbour answered.
-    let batch = json!([{ "query": costly }, { "query": "{ __typename }" }]);
-    let r = app
-        .post(&[JSON, ("authorization", auth.as_str())], batch.to_string())
-        .await;
-    assert_refused_by(&r.body[0], TOO_COMPLEX);
-    assert_eq!(r.body[1]["data"]["__typename"], "Query");
     // Aliases of the page each pay their rows, `first + 1`: 19 of them at 100 cost
     // 1 + 19 × 101 = 1,920 and pass; a 20th makes 2,021 and is refused (20 pages are as many
     // as an operation may ask for, so that is the cost refusing).
@@ -808,21 +811,8 @@ async fn fragments_that_expand_past_the_budget_are_refused_at_every_door() {
     // Three levels (me, its spread, and 10 × (1 + 10 × (1 + 9)) with one `__typename` of each
     // set free: 1,012) pass.
     assert_ok(&app.gql_as(&s.access_token, &small, json!({})).await);
-    // GET.
-    let r = app
-        .get(
-            &format!("/graphql?query={}", url_encode(&fan)),
-            &[("authorization", auth.as_str())],
-        )
+    assert_refused_over_get_and_in_a_batch(&app, &s.access_token, &fan, json!({}), TOO_COMPLEX)
         .await;
-    assert_refused_by(&r.body, TOO_COMPLEX);
-    // A JSON batch: refused, its neighbour answered.
-    let batch = json!([{ "query": fan }, { "query": "{ __typename }" }]);
-    let r = app
-        .post(&[JSON, ("authorization", auth.as_str())], batch.to_string())
-        .await;
-    assert_refused_by(&r.body[0], TOO_COMPLEX);
-    assert_eq!(r.body[1]["data"]["__typename"], "Query");
     // The WebSocket.
     let addr = serve(&app).await;
     let mut socket = connect(addr, Some(&s.access_token)).await;
