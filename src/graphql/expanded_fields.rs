@@ -9,7 +9,8 @@
 //!   a cost near 0: `{ users(first: 1) { ...F4 } }` with `F1` selecting `totalCount` ten times
 //!   and `F2`–`F4` each spreading the one below ten times;
 //! - `invitedUsers(first: 100) { nodes { …1,997 × __typename } }` costs 101 and resolves
-//!   about 200,000 fields under 100 rows, and `sessions { …1,997 × __typename } }` costs 1.
+//!   about 200,000 fields under 100 rows; `sessions { …1,997 × __typename }` resolves 1,998
+//!   per sign-in listed, for what async-graphql counts as one field per row.
 //!
 //! Counting the expanded document, rows multiplied as the cost count multiplies them
 //! ([`page_rows`]: `edges` and `nodes` of a page, the rows of `sessions`), refuses those with
