@@ -96,16 +96,14 @@ impl GraphqlExecutor {
         if traced {
             crate::otel::name_operation(document, operation_name);
         }
-        if let Err(error) = sensitive_fields::check(document) {
-            return Err(Box::new(Response::from_errors(vec![error])));
-        }
-        if let Err(error) = scalar_variables::check(document, &request.variables) {
-            return Err(Box::new(Response::from_errors(vec![error])));
-        }
-        // Also for a cached document: `first: $n` makes the count depend on the variables.
-        if let Err(error) =
-            expanded_fields::check(document, &request.variables, self.max_complexity)
-        {
+        // The document rules, in order; the expanded count runs for a cached document too,
+        // since `first: $n` makes it depend on the variables.
+        let checked = sensitive_fields::check(document)
+            .and_then(|()| scalar_variables::check(document, &request.variables))
+            .and_then(|()| {
+                expanded_fields::check(document, &request.variables, self.max_complexity)
+            });
+        if let Err(error) = checked {
             return Err(Box::new(Response::from_errors(vec![error])));
         }
         let schema = match &self.introspection {
